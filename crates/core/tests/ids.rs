@@ -1,0 +1,131 @@
+//! Property tests for UIN and VID: every generated id validates against an independent
+//! implementation of MOSIP's rules (MOSIP's own regexes, with back-references), and Verhoeff
+//! catches every single-digit error and adjacent transposition.
+
+use fancy_regex::Regex;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tessera_core::{IdRule, IdRules, Uin, Vid, verhoeff};
+
+/// MOSIP's filters written as MOSIP writes them (`UinFilterUtil`, `VidFilterUtils`).
+struct Mosip {
+    length: usize,
+    first_last: bool,
+    even_and_cyclic: bool,
+}
+
+impl Mosip {
+    fn accepts(&self, id: &str) -> bool {
+        let re = |p: &str| Regex::new(p).unwrap();
+        let sequences = ["01234567890123456789", "98765432109876543210"];
+        let seq = (0..=id.len() - 3).any(|i| sequences.iter().any(|s| s.contains(&id[i..i + 3])));
+        let d: Vec<u8> = id.bytes().map(|b| b - b'0').collect();
+        let mut ok = id.len() == self.length
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !id.starts_with('0')
+            && !id.starts_with('1')
+            && !seq
+            && !re(r"(\d)\d{0,1}\1").is_match(id).unwrap()
+            && !re(r"(\d{2,}).*?\1").is_match(id).unwrap()
+            && !id.contains("786")
+            && !id.contains("666")
+            && verhoeff::is_valid(&d);
+        if self.first_last {
+            let (a, b) = (&id[..5], &id[id.len() - 5..]);
+            ok &= a != b && a != b.chars().rev().collect::<String>();
+        }
+        if self.even_and_cyclic {
+            ok &= !re("[2468]{3}").is_match(id).unwrap() && !id.contains("142857");
+        }
+        ok
+    }
+}
+
+const MOSIP_UIN: Mosip = Mosip { length: 10, first_last: true, even_and_cyclic: true };
+const MOSIP_VID: Mosip = Mosip { length: 16, first_last: false, even_and_cyclic: false };
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn generated_uins_pass_mosip(seed in any::<u64>()) {
+        let uin = Uin::generate(&IdRules::uin_default(), &mut StdRng::seed_from_u64(seed)).unwrap();
+        prop_assert!(MOSIP_UIN.accepts(uin.expose()), "{}", uin.expose());
+        prop_assert_eq!(Uin::parse(uin.expose()), Ok(uin));
+    }
+
+    #[test]
+    fn generated_vids_pass_mosip(seed in any::<u64>()) {
+        let vid = Vid::generate(&IdRules::vid_default(), &mut StdRng::seed_from_u64(seed)).unwrap();
+        prop_assert!(MOSIP_VID.accepts(vid.expose()), "{}", vid.expose());
+        prop_assert_eq!(Vid::parse(vid.expose()), Ok(vid));
+    }
+
+    /// Our validator and MOSIP's regexes agree on arbitrary 10-digit strings, both ways.
+    #[test]
+    fn validator_agrees_with_mosip(s in "[2-9][0-9]{9}") {
+        prop_assert_eq!(Uin::parse(&s).is_ok(), MOSIP_UIN.accepts(&s), "{}", s);
+    }
+
+    #[test]
+    fn vid_validator_agrees_with_mosip(s in "[2-9][0-9]{15}") {
+        prop_assert_eq!(Vid::parse(&s).is_ok(), MOSIP_VID.accepts(&s), "{}", s);
+    }
+
+    #[test]
+    fn verhoeff_catches_every_single_digit_error(payload in prop::collection::vec(0u8..10, 1..20), pos in any::<prop::sample::Index>(), delta in 1u8..10) {
+        let mut d = payload.clone();
+        d.push(verhoeff::check_digit(&payload));
+        prop_assert!(verhoeff::is_valid(&d));
+        let i = pos.index(d.len());
+        d[i] = (d[i] + delta) % 10;
+        prop_assert!(!verhoeff::is_valid(&d));
+    }
+
+    #[test]
+    fn verhoeff_catches_every_adjacent_transposition(payload in prop::collection::vec(0u8..10, 1..20), pos in any::<prop::sample::Index>()) {
+        let mut d = payload.clone();
+        d.push(verhoeff::check_digit(&payload));
+        let i = pos.index(d.len() - 1);
+        prop_assume!(d[i] != d[i + 1]);
+        d.swap(i, i + 1);
+        prop_assert!(!verhoeff::is_valid(&d));
+    }
+
+    /// Parsing never panics on arbitrary text and never accepts a non-digit.
+    #[test]
+    fn parse_total(s in "\\PC{0,40}") {
+        if let Ok(u) = Uin::parse(&s) {
+            prop_assert!(u.expose().bytes().all(|b| b.is_ascii_digit()));
+        }
+        let _ = tessera_core::Rid::parse(&s);
+    }
+}
+
+/// Exhaustive over every payload position and digit for one length: no single error slips by.
+#[test]
+fn verhoeff_exhaustive_single_errors_for_uin_length() {
+    let mut rng = StdRng::seed_from_u64(42);
+    for _ in 0..1000 {
+        let uin = Uin::generate(&IdRules::uin_default(), &mut rng).unwrap();
+        let d: Vec<u8> = uin.expose().bytes().map(|b| b - b'0').collect();
+        for i in 0..10 {
+            for x in 0..10 {
+                if x != d[i] {
+                    let mut e = d.clone();
+                    e[i] = x;
+                    assert!(!verhoeff::is_valid(&e));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn acceptance_examples_name_the_rule() {
+    assert_eq!(Uin::parse("1234567890").unwrap_err(), IdRule::StartsWith('1'));
+    assert_eq!(Uin::parse("2345678901").unwrap_err().code(), "sequence");
+    assert_eq!(Uin::parse("2945294529").unwrap_err().code(), "repeating_block");
+    assert_eq!(Uin::parse("29452945").unwrap_err().code(), "length");
+}
