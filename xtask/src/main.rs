@@ -1,1 +1,171 @@
-fn main() {}
+//! Project automation: `cargo xtask ci | tidy | bench | pg`. Plain std + serde_json, so it builds
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
+//! in seconds and works on a fresh clone.
+
+mod pg;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage:
+  cargo xtask ci                      format check, clippy, every test on SQLite and PostgreSQL
+  cargo xtask tidy                    architecture invariants (also run by `cargo test`)
+  cargo xtask bench uin-pool [--database-url URL] [--workers N] [--count N] [--out DIR]
+                                      without --database-url: runs on SQLite and on a throwaway PostgreSQL
+  cargo xtask pg [-- CMD ARGS...]     start a throwaway PostgreSQL, print its URL (or run CMD with
+                                      TESSERA_TEST_DATABASE_URL set), stop it on exit";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy::run(&workspace_root()),
+        Some("bench") => bench(&args[1..]),
+        Some("pg") => pg_cmd(&args[1..]),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+}
+
+/// Everything CI checks. PostgreSQL comes from `TESSERA_TEST_DATABASE_URL` or a throwaway
+/// cluster started here; if neither works, CI fails (it never skips the PostgreSQL half).
+fn ci() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    let (_cluster, url) = pg::from_env_or_start()?;
+    run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url))?;
+    // Doc tests are not covered by --all-targets.
+    run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+    eprintln!("xtask: ci passed");
+    Ok(())
+}
+
+fn pg_cmd(args: &[String]) -> Result<(), String> {
+    let (_cluster, url) = pg::from_env_or_start()?;
+    let rest: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    if rest.is_empty() {
+        println!("{url}");
+        eprintln!("xtask: PostgreSQL is up; press Ctrl-C (or close stdin) to stop it");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return Ok(());
+    }
+    run(Command::new(rest[0]).args(&rest[1..]).env(pg::TEST_URL_VAR, &url))
+}
+
+struct BenchArgs {
+    database_url: Option<String>,
+    workers: u32,
+    count: u64,
+    out: PathBuf,
+}
+
+fn parse_bench_args(args: &[String]) -> Result<BenchArgs, String> {
+    let mut b = BenchArgs { database_url: None, workers: 8, count: 200_000, out: workspace_root().join("target/bench") };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--database-url" => b.database_url = Some(value()?),
+            "--workers" => b.workers = value()?.parse().map_err(|_| "--workers must be a number")?,
+            "--count" => b.count = value()?.parse().map_err(|_| "--count must be a number")?,
+            "--out" => b.out = PathBuf::from(value()?),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(b)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("uin-pool") => bench_uin_pool(&parse_bench_args(&args[1..])?),
+        _ => Err(format!("unknown benchmark\n{USAGE}")),
+    }
+}
+
+/// Builds the release binary and runs `tessera bench uin-pool` against each database, then
+/// prints one table. The binary does the measuring, so the numbers are those of the shipped code.
+fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
+    run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let exe = target.join("release/tessera");
+    std::fs::create_dir_all(&b.out).map_err(|e| format!("cannot create {}: {e}", b.out.display()))?;
+    let scratch = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let mut _cluster = None;
+    if let Some(url) = &b.database_url {
+        runs.push((label(url), url.clone()));
+    } else {
+        runs.push(("sqlite".into(), format!("sqlite://{}", scratch.join("bench.db").display())));
+        let (c, url) = pg::from_env_or_start()?;
+        _cluster = Some(c);
+        runs.push(("postgres".into(), url));
+    }
+    let mut results = Vec::new();
+    for (name, url) in &runs {
+        let out = b.out.join(format!("uin-pool-{name}.json"));
+        run(Command::new(&exe).args([
+            "bench",
+            "uin-pool",
+            "--database-url",
+            url,
+            "--workers",
+            &b.workers.to_string(),
+            "--count",
+            &b.count.to_string(),
+            "--json",
+            out.to_str().unwrap_or_default(),
+        ]))?;
+        let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
+        results.push((name.clone(), v));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    println!("\n| database | workers | allocations | allocs/s | refill UINs/s | duplicates |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, v) in &results {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.0} | {} |",
+            v["workers"], v["allocations"], v["allocs_per_sec"].as_f64().unwrap_or(0.0),
+            v["refill_uins_per_sec"].as_f64().unwrap_or(0.0), v["duplicates"]
+        );
+    }
+    let combined = b.out.join("uin-pool.json");
+    let all: serde_json::Map<String, serde_json::Value> = results.into_iter().collect();
+    std::fs::write(&combined, serde_json::to_string_pretty(&all).unwrap_or_default()).map_err(|e| e.to_string())?;
+    println!("\nJSON: {}", combined.display());
+    if all.values().any(|v| v["duplicates"] != 0) {
+        return Err("duplicate UINs were allocated".into());
+    }
+    Ok(())
+}
+
+fn label(url: &str) -> String {
+    if url.starts_with("sqlite:") { "sqlite".into() } else { "postgres".into() }
+}

@@ -1,1 +1,91 @@
-//! placeholder
+//! Test support shared by every crate: a private database per test on SQLite and PostgreSQL,
+//! and the `storage_tests!` macro that runs one scenario on both.
+//!
+//! PostgreSQL comes from `TESSERA_TEST_DATABASE_URL`. `cargo xtask ci` (the README's test
+//! command) sets it, starting a throwaway cluster when none is given. A PostgreSQL test run
+//! without it fails loudly: a storage test that silently skips one backend proves nothing.
+
+use sqlx::Connection;
+use std::path::PathBuf;
+
+/// The variable that points tests at a PostgreSQL server.
+pub const DATABASE_URL_VAR: &str = "TESSERA_TEST_DATABASE_URL";
+
+/// A database private to one test. For SQLite, a fresh file in a temporary directory (removed
+/// on drop); for PostgreSQL, a fresh schema `t_<uuid>` selected through `search_path`.
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// # Panics
+    /// When no temporary directory can be created.
+    #[must_use]
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        TestDb { url, dir }
+    }
+
+    /// # Panics
+    /// When `TESSERA_TEST_DATABASE_URL` is unset or the server cannot be reached: on purpose.
+    pub async fn postgres() -> Self {
+        let base = std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{DATABASE_URL_VAR} is not set. Run the tests with `cargo xtask ci` (it starts a throwaway \
+                 PostgreSQL), or point {DATABASE_URL_VAR} at a PostgreSQL 15+ database you may create schemas in."
+            )
+        });
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test schema");
+        conn.close().await.ok();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        TestDb { url: format!("{base}{sep}options[search_path]={schema}"), dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    /// The database URL to hand to the code under test.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A scratch directory private to this test (blobs, config files), removed on drop.
+    #[must_use]
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// Runs each named `async fn(&str)` (taking a database URL) once on SQLite and once on
+/// PostgreSQL, as tests `sqlite::NAME` and `postgres::NAME`, each with its own database.
+#[macro_export]
+macro_rules! storage_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::TestDb::sqlite();
+                    super::$name(db.url()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::TestDb::postgres().await;
+                    super::$name(db.url()).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,321 @@
+//! The storage test suite: every scenario runs on SQLite and on PostgreSQL, each in its own
+#![allow(clippy::unwrap_used)] // test code: a panic is the test failing
+//! database (see `tessera_testkit::storage_tests!`).
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::HashSet;
+use tessera_core::{IdRules, Uin};
+use tessera_store::jobs::{self, JobKind, JobState};
+use tessera_store::uin_pool::{self, PoolConfig};
+use tessera_store::{Db, StoreError};
+
+tessera_testkit::storage_tests!(
+    migrations_are_idempotent,
+    pool_refill_allocate_issue,
+    pool_rollback_returns_number,
+    pool_concurrent_allocators_never_share,
+    pool_empty_is_reported,
+    pool_retires_numbers_new_rules_reject,
+    pool_never_readds_a_known_number,
+    pool_refill_request_is_deduplicated,
+    jobs_enqueue_is_transactional_and_idempotent,
+    jobs_retry_with_backoff_then_dead_letter,
+    jobs_expired_lease_is_reaped_and_fenced,
+    jobs_concurrent_leases_are_exclusive,
+    jobs_unknown_kind_is_dead_lettered,
+);
+
+const T0: i64 = 1_750_000_000_000;
+
+async fn open(url: &str) -> Db {
+    Db::open(url).await.expect("open database")
+}
+
+async fn migrations_are_idempotent(url: &str) {
+    let db = open(url).await;
+    db.migrate().await.expect("second migrate");
+    let again = open(url).await;
+    again.ping().await.expect("ping");
+}
+
+async fn pool_refill_allocate_issue(url: &str) {
+    let db = open(url).await;
+    let rules = IdRules::uin_default();
+    let added = uin_pool::refill(&db, &rules, &mut StdRng::seed_from_u64(1), 200, T0).await.unwrap();
+    assert_eq!(added, 200);
+    assert_eq!(uin_pool::stats(&db).await.unwrap().unused, 200);
+
+    let mut tx = db.begin().await.unwrap();
+    let uin = uin_pool::allocate(&mut tx, &rules, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(uin_pool::state_of(&db, &uin).await.unwrap().as_deref(), Some("ASSIGNED"));
+
+    let mut tx = db.begin().await.unwrap();
+    uin_pool::mark_issued(&mut tx, &uin, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(uin_pool::state_of(&db, &uin).await.unwrap().as_deref(), Some("ISSUED"));
+
+    // Issuing again, or issuing a number never allocated, is refused.
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(uin_pool::mark_issued(&mut tx, &uin, T0).await, Err(StoreError::UinNotAssigned)));
+    let stranger = Uin::generate(&rules, &mut StdRng::seed_from_u64(999)).unwrap();
+    assert!(matches!(uin_pool::mark_issued(&mut tx, &stranger, T0).await, Err(StoreError::UinNotAssigned)));
+    drop(tx);
+
+    let s = uin_pool::stats(&db).await.unwrap();
+    assert_eq!((s.unused, s.assigned, s.issued), (199, 0, 1));
+}
+
+async fn pool_rollback_returns_number(url: &str) {
+    let db = open(url).await;
+    let rules = IdRules::uin_default();
+    uin_pool::refill(&db, &rules, &mut StdRng::seed_from_u64(2), 5, T0).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let uin = uin_pool::allocate(&mut tx, &rules, T0).await.unwrap();
+    drop(tx); // rolled back: the caller's identity was never created
+    assert_eq!(uin_pool::state_of(&db, &uin).await.unwrap().as_deref(), Some("UNUSED"));
+    assert_eq!(uin_pool::stats(&db).await.unwrap().unused, 5);
+}
+
+async fn pool_concurrent_allocators_never_share(url: &str) {
+    const WORKERS: usize = 8;
+    const EACH: usize = 25;
+    let db = open(url).await;
+    let rules = IdRules::uin_default();
+    uin_pool::refill(&db, &rules, &mut StdRng::seed_from_u64(3), 250, T0).await.unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..WORKERS {
+        let db = db.clone();
+        let rules = rules.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..EACH {
+                let mut tx = db.begin().await.unwrap();
+                let uin = uin_pool::allocate(&mut tx, &rules, T0).await.unwrap();
+                uin_pool::mark_issued(&mut tx, &uin, T0).await.unwrap();
+                tx.commit().await.unwrap();
+                got.push(uin);
+            }
+            got
+        }));
+    }
+    let mut all = HashSet::new();
+    for h in handles {
+        for uin in h.await.unwrap() {
+            assert!(all.insert(uin), "a UIN was handed out twice");
+        }
+    }
+    assert_eq!(all.len(), WORKERS * EACH);
+    let s = uin_pool::stats(&db).await.unwrap();
+    assert_eq!((s.unused, s.issued), (50, 200));
+}
+
+async fn pool_empty_is_reported(url: &str) {
+    let db = open(url).await;
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(uin_pool::allocate(&mut tx, &IdRules::uin_default(), T0).await, Err(StoreError::UinPoolEmpty)));
+}
+
+async fn pool_retires_numbers_new_rules_reject(url: &str) {
+    let db = open(url).await;
+    let old_rules = IdRules::uin_default();
+    let mut rng = StdRng::seed_from_u64(4);
+    let first = Uin::generate(&old_rules, &mut rng).unwrap();
+    let second = Uin::generate(&old_rules, &mut rng).unwrap();
+    uin_pool::insert_unused(&db, std::slice::from_ref(&first), T0).await.unwrap();
+    uin_pool::insert_unused(&db, std::slice::from_ref(&second), T0 + 1).await.unwrap();
+    // The country now restricts a 4-digit block that the first pooled number contains.
+    let mut new_rules = old_rules.clone();
+    new_rules.restricted_numbers.push(first.expose()[3..7].to_owned());
+    assert!(Uin::parse_with(second.expose(), &new_rules).is_ok(), "fixture: second must pass the new rules");
+
+    let mut tx = db.begin().await.unwrap();
+    let got = uin_pool::allocate(&mut tx, &new_rules, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(got, second);
+    assert_eq!(uin_pool::state_of(&db, &first).await.unwrap().as_deref(), Some("RETIRED"));
+}
+
+async fn pool_never_readds_a_known_number(url: &str) {
+    let db = open(url).await;
+    let rules = IdRules::uin_default();
+    let uin = Uin::generate(&rules, &mut StdRng::seed_from_u64(5)).unwrap();
+    assert_eq!(uin_pool::insert_unused(&db, std::slice::from_ref(&uin), T0).await.unwrap(), 1);
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(uin_pool::allocate(&mut tx, &rules, T0).await.unwrap(), uin);
+    uin_pool::mark_issued(&mut tx, &uin, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    // A later batch that happens to draw the same number does not bring it back as UNUSED.
+    assert_eq!(uin_pool::insert_unused(&db, std::slice::from_ref(&uin), T0).await.unwrap(), 0);
+    assert_eq!(uin_pool::state_of(&db, &uin).await.unwrap().as_deref(), Some("ISSUED"));
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(uin_pool::allocate(&mut tx, &rules, T0).await, Err(StoreError::UinPoolEmpty)));
+}
+
+async fn pool_refill_request_is_deduplicated(url: &str) {
+    let db = open(url).await;
+    let cfg = PoolConfig { refill_threshold: 10, refill_batch: 40 };
+    let first = uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap(), None, "second request is a duplicate");
+    let job = jobs::lease(&db, "w1", 60_000, T0).await.unwrap().expect("refill job");
+    assert_eq!(job.kind, JobKind::UinPoolRefill);
+    assert_eq!(job.payload["batch"], 40);
+    uin_pool::refill(&db, &IdRules::uin_default(), &mut StdRng::seed_from_u64(6), 40, T0).await.unwrap();
+    assert!(jobs::complete(&db, &job, T0).await.unwrap());
+    // Above the threshold: nothing to request.
+    assert_eq!(uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap(), None);
+}
+
+async fn jobs_enqueue_is_transactional_and_idempotent(url: &str) {
+    let db = open(url).await;
+    let payload = serde_json::json!({"batch": 1});
+    let mut tx = db.begin().await.unwrap();
+    assert!(jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &payload, "k1", T0).await.unwrap().is_some());
+    drop(tx);
+    assert!(jobs::list(&db, None, 10).await.unwrap().is_empty(), "rolled-back enqueue left a job");
+
+    let mut tx = db.begin().await.unwrap();
+    let id = jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &payload, "k1", T0).await.unwrap();
+    assert!(id.is_some());
+    assert_eq!(jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &payload, "k1", T0).await.unwrap(), None);
+    tx.commit().await.unwrap();
+    assert_eq!(jobs::list(&db, None, 10).await.unwrap().len(), 1);
+
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &payload, "", T0).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(jobs::list(&db, None, 0).await, Err(StoreError::Invalid(_))));
+}
+
+async fn enqueue_one(db: &Db, key: &str, at: i64) -> i64 {
+    let mut tx = db.begin().await.unwrap();
+    let id = jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &serde_json::json!({"batch": 1}), key, at).await.unwrap();
+    tx.commit().await.unwrap();
+    id.unwrap()
+}
+
+async fn jobs_retry_with_backoff_then_dead_letter(url: &str) {
+    let db = open(url).await;
+    let id = enqueue_one(&db, "retry", T0).await;
+    let max = JobKind::UinPoolRefill.max_attempts();
+    let mut now = T0;
+    for attempt in 1..=max {
+        let job = jobs::lease(&db, "w", 60_000, now).await.unwrap().expect("due job");
+        assert_eq!((job.id, job.attempt), (id, attempt));
+        let state = jobs::fail(&db, &job, "boom", now).await.unwrap();
+        if attempt < max {
+            assert_eq!(state, Some(JobState::Ready));
+            // Not due before its backoff has passed.
+            let wait = jobs::backoff_ms(attempt);
+            assert!(jobs::lease(&db, "w", 60_000, now + wait - 1).await.unwrap().is_none());
+            now += wait;
+        } else {
+            assert_eq!(state, Some(JobState::Dead));
+        }
+    }
+    assert!(jobs::lease(&db, "w", 60_000, now + 1_000_000_000).await.unwrap().is_none(), "dead jobs never run");
+    let dead = jobs::list(&db, Some(JobState::Dead), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
+
+    jobs::redrive(&db, id, now).await.unwrap();
+    let job = jobs::lease(&db, "w", 60_000, now).await.unwrap().expect("redriven job");
+    assert_eq!(job.attempt, 1);
+    assert!(jobs::complete(&db, &job, now).await.unwrap());
+    assert!(matches!(jobs::redrive(&db, id, now).await, Err(StoreError::JobState(_))), "only dead jobs are redriven");
+}
+
+async fn jobs_expired_lease_is_reaped_and_fenced(url: &str) {
+    let db = open(url).await;
+    enqueue_one(&db, "lease", T0).await;
+    let stale = jobs::lease(&db, "crashed", 1000, T0).await.unwrap().unwrap();
+    assert!(jobs::lease(&db, "other", 1000, T0).await.unwrap().is_none(), "a leased job is not handed out twice");
+    assert_eq!(jobs::reap_expired(&db, T0 + 999).await.unwrap(), 0, "lease still valid");
+    assert_eq!(jobs::reap_expired(&db, T0 + 1001).await.unwrap(), 1);
+    let fresh = jobs::lease(&db, "other", 1000, T0 + 1001).await.unwrap().expect("reaped job is due again");
+    assert_eq!(fresh.attempt, 2);
+    // The crashed worker comes back: its outcome no longer counts.
+    assert!(!jobs::complete(&db, &stale, T0 + 1002).await.unwrap());
+    assert_eq!(jobs::fail(&db, &stale, "late", T0 + 1002).await.unwrap(), None);
+    assert!(jobs::complete(&db, &fresh, T0 + 1003).await.unwrap());
+    assert_eq!(jobs::list(&db, Some(JobState::Done), 10).await.unwrap().len(), 1);
+}
+
+async fn jobs_concurrent_leases_are_exclusive(url: &str) {
+    let db = open(url).await;
+    for i in 0..40 {
+        enqueue_one(&db, &format!("c{i}"), T0).await;
+    }
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let db = db.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while let Some(job) = jobs::lease(&db, &format!("w{w}"), 60_000, T0).await.unwrap() {
+                assert!(jobs::complete(&db, &job, T0).await.unwrap());
+                ids.push(job.id);
+            }
+            ids
+        }));
+    }
+    let mut seen = HashSet::new();
+    for h in handles {
+        for id in h.await.unwrap() {
+            assert!(seen.insert(id), "job {id} leased twice");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+async fn jobs_unknown_kind_is_dead_lettered(url: &str) {
+    let db = open(url).await;
+    // A row written by a newer version (or by hand) with a kind this build does not know.
+    let sql = "INSERT INTO jobs (kind, payload, idempotency_key, state, attempts, max_attempts, run_at_ms, created_at_ms, updated_at_ms) \
+               VALUES ('from_the_future', '{}', 'x', 'ready', 0, 3, $1, $1, $1)";
+    match &db {
+        Db::Sqlite(p) => sqlx::query(sql).bind(T0).execute(p).await.map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sql).bind(T0).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+    assert!(matches!(jobs::lease(&db, "w", 1000, T0).await, Err(StoreError::UnknownJobKind(_))));
+    assert_eq!(jobs::list(&db, Some(JobState::Dead), 10).await.unwrap().len(), 1);
+    assert!(jobs::lease(&db, "w", 1000, T0).await.unwrap().is_none(), "the bad row no longer blocks the queue");
+}
+
+mod blobs {
+    use bytes::Bytes;
+    use tessera_store::{BlobError, BlobKey, BlobStore, blobs::BLOB_BYTES_MAX};
+
+    async fn round_trip(store: BlobStore) {
+        let key = BlobKey::parse("packets/one.bin").unwrap();
+        assert!(!store.exists(&key).await.unwrap());
+        assert!(matches!(store.get(&key).await, Err(BlobError::NotFound)));
+        store.put_new(&key, Bytes::from_static(b"first")).await.unwrap();
+        assert!(matches!(store.put_new(&key, Bytes::from_static(b"second")).await, Err(BlobError::AlreadyExists)));
+        assert_eq!(store.get(&key).await.unwrap(), Bytes::from_static(b"first"));
+        store.put(&key, Bytes::from_static(b"replaced")).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), Bytes::from_static(b"replaced"));
+        let big = Bytes::from(vec![0u8; BLOB_BYTES_MAX + 1]);
+        assert!(matches!(store.put(&key, big).await, Err(BlobError::TooLarge(_))));
+        store.delete(&key).await.unwrap();
+        store.delete(&key).await.unwrap();
+        assert!(!store.exists(&key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn local_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        round_trip(BlobStore::open(root.to_str().unwrap()).unwrap()).await;
+        // The same store is reachable through a file:// URL, and writes land under the root.
+        let store = BlobStore::open(&format!("file://{}", root.display())).unwrap();
+        store.put(&BlobKey::parse("a/b").unwrap(), Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(std::fs::read(root.join("a").join("b")).unwrap(), b"x");
+    }
+
+    #[tokio::test]
+    async fn in_memory() {
+        round_trip(BlobStore::open("memory://").unwrap()).await;
+    }
+}
