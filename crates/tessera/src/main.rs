@@ -1,1 +1,432 @@
-fn main() {}
+//! The Tessera binary: command line, configuration, telemetry, wiring of storage, API and
+//! workers, and graceful shutdown.
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
+
+mod bench;
+mod config;
+mod worker;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use config::{Config, Overrides, Role};
+use rand::SeedableRng;
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tessera_core::{IdRules, Rid, Uin, Vid};
+use tessera_store::{BlobStore, Db, jobs, now_ms, uin_pool};
+
+/// Most identifiers `generate` prints in one run.
+const GENERATE_COUNT_MAX: u64 = 10_000_000;
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Tessera: a national foundational identity platform in one binary.")]
+struct Cli {
+    #[command(flatten)]
+    over: Overrides,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the data directory, its configuration file and database, and fill the UIN pool.
+    Init,
+    /// Run the HTTP API and the workers (creating the data directory on first run).
+    Serve {
+        /// Address to listen on. Env: TESSERA_LISTEN.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Which parts to run. Env: TESSERA_ROLE.
+        #[arg(long, value_enum)]
+        role: Option<Role>,
+    },
+    /// Unique identification numbers.
+    Uin {
+        #[command(subcommand)]
+        cmd: UinCmd,
+    },
+    /// Virtual ids.
+    Vid {
+        #[command(subcommand)]
+        cmd: IdCmd,
+    },
+    /// Registration ids.
+    Rid {
+        #[command(subcommand)]
+        cmd: RidCmd,
+    },
+    /// The durable job queue.
+    Jobs {
+        #[command(subcommand)]
+        cmd: JobsCmd,
+    },
+    /// The identity schema.
+    Schema {
+        #[command(subcommand)]
+        cmd: SchemaCmd,
+    },
+    /// Show the effective configuration (secrets masked).
+    Config,
+    /// Benchmarks (see `cargo xtask bench`).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IdCmd {
+    /// Print COUNT distinct valid numbers, one per line (not reserved: for tests and fixtures).
+    Generate {
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Seed for reproducible output; random otherwise.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Exit 0 if valid; otherwise name the broken rule on stderr and exit 1.
+    Validate { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum UinCmd {
+    #[command(flatten)]
+    Id(IdCmd),
+    /// The pool of pre-generated UINs.
+    Pool {
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCmd {
+    /// Counts per state, as JSON.
+    Status,
+    /// Generate COUNT new numbers into the pool now.
+    Fill {
+        #[arg(long)]
+        count: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RidCmd {
+    /// Exit 0 and print its parts if valid; otherwise name the problem and exit 1.
+    Validate { rid: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCmd {
+    /// List jobs, newest first, as JSON lines.
+    List {
+        #[arg(long, value_parser = ["ready", "running", "done", "dead"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Put a dead job back in the queue with fresh attempts.
+    Redrive { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCmd {
+    /// Print the schema in force (the built-in default unless configured).
+    Show,
+    /// Check a schema file.
+    Check { file: PathBuf },
+    /// Validate an identity record (JSON file) against the schema; every error is listed.
+    Validate { record: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let over = cli.over;
+    match cli.cmd {
+        Cmd::Serve { listen, role } => {
+            let cfg = Config::load(&over, listen, role)?;
+            init_logging(&cfg.log_level);
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(init(&cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Uin { cmd: UinCmd::Id(cmd) } => {
+            let cfg = Config::load(&over, None, None)?;
+            id_command(cmd, &cfg.uin, "UIN", |r, rng| Uin::generate(r, rng).map(|u| u.expose().to_owned()))
+        }
+        Cmd::Vid { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            id_command(cmd, &cfg.vid, "VID", |r, rng| Vid::generate(r, rng).map(|v| v.expose().to_owned()))
+        }
+        Cmd::Rid { cmd: RidCmd::Validate { rid } } => match Rid::parse(&rid) {
+            Ok(r) => {
+                println!(
+                    "{}",
+                    serde_json::json!({"centre": r.centre().to_string(), "machine": r.machine().to_string(), "sequence": r.sequence(), "created_at": r.created_at().to_string()})
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("invalid RID: {} ({e})", e.code());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Cmd::Uin { cmd: UinCmd::Pool { cmd } } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(pool_command(&cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Jobs { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(jobs_command(&cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Schema { cmd } => schema_command(&Config::load(&over, None, None)?, cmd),
+        Cmd::Config => {
+            print!("{}", Config::load(&over, None, None)?.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench { cmd } => {
+            init_logging("warn");
+            runtime()?.block_on(bench::run(cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// JSON log lines on stderr. `TESSERA_LOG` (an `EnvFilter` directive) overrides `level`.
+fn init_logging(level: &str) {
+    let filter = std::env::var("TESSERA_LOG").ok().and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
+    let filter = filter.unwrap_or_else(|| tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")));
+    tracing_subscriber::fmt().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).with_env_filter(filter).init();
+}
+
+type Generator = fn(&IdRules, &mut rand::rngs::StdRng) -> Result<String, tessera_core::IdRule>;
+
+/// `validate` names every rule broken, one line each on stderr (`invalid UIN: CODE: reason`).
+fn id_command(cmd: IdCmd, rules: &IdRules, what: &str, generate: Generator) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IdCmd::Validate { id } => {
+            let broken = rules.violations(id.trim());
+            if broken.is_empty() {
+                println!("valid");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for rule in broken {
+                eprintln!("invalid {what}: {}: {rule}", rule.code());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        IdCmd::Generate { count, seed } => {
+            if count == 0 || count > GENERATE_COUNT_MAX {
+                bail!("--count must be between 1 and {GENERATE_COUNT_MAX}");
+            }
+            let mut rng = seed.map_or_else(rand::rngs::StdRng::from_os_rng, rand::rngs::StdRng::seed_from_u64);
+            let mut seen = HashSet::with_capacity(usize::try_from(count).unwrap_or(0));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            while (seen.len() as u64) < count {
+                let id = generate(rules, &mut rng)?;
+                if seen.insert(id.clone()) {
+                    writeln!(out, "{id}")?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
+    if cfg.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+    }
+    Db::open(&cfg.database_url).await.with_context(|| format!("cannot open database {}", config::mask_url(&cfg.database_url)))
+}
+
+/// Idempotent: creates what is missing, keeps what exists.
+async fn init(cfg: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
+    let file = cfg.data_dir.join(config::CONFIG_FILE);
+    let wrote_config = if file.exists() {
+        false
+    } else {
+        std::fs::write(&file, config::default_file_text(cfg)).with_context(|| format!("cannot write {}", file.display()))?;
+        true
+    };
+    let db = open_db(cfg).await?;
+    BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
+    let stats = uin_pool::stats(&db).await?;
+    let filled = if stats.unused < i64::from(cfg.uin_pool.refill_threshold) {
+        uin_pool::refill(&db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), cfg.uin_pool.refill_batch, now_ms()).await?
+    } else {
+        0
+    };
+    let stats = uin_pool::stats(&db).await?;
+    db.close().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "data_dir": cfg.data_dir,
+            "config_file": file,
+            "config_file_created": wrote_config,
+            "database": config::mask_url(&cfg.database_url),
+            "uin_pool_added": filled,
+            "uin_pool": stats,
+        }))?
+    );
+    Ok(())
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!(
+        database = %config::mask_url(&cfg.database_url),
+        role = ?cfg.role,
+        listen = %cfg.listen,
+        "starting tessera {}", env!("CARGO_PKG_VERSION")
+    );
+    if cfg.database_url.starts_with("sqlite:") && !config::is_initialised(&cfg.data_dir) {
+        tracing::info!(data_dir = %cfg.data_dir.display(), "first run: initialising the data directory");
+        init(&cfg).await?;
+    }
+    let db = open_db(&cfg).await?;
+    let _blobs = BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    if matches!(cfg.role, Role::All | Role::Worker) {
+        tasks.spawn(worker::run(db.clone(), cfg.clone(), stop_rx.clone()));
+    }
+    if matches!(cfg.role, Role::All | Role::Api) {
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let app = tessera_api::app(db.clone());
+        tasks.spawn(async move {
+            if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests or jobs; finishing in-flight work");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn pool_command(cfg: &Config, cmd: PoolCmd) -> anyhow::Result<()> {
+    let db = open_db(cfg).await?;
+    if let PoolCmd::Fill { count } = cmd {
+        let n = count.unwrap_or(cfg.uin_pool.refill_batch);
+        uin_pool::refill(&db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), n, now_ms()).await?;
+    }
+    println!("{}", serde_json::to_string(&uin_pool::stats(&db).await?)?);
+    db.close().await;
+    Ok(())
+}
+
+async fn jobs_command(cfg: &Config, cmd: JobsCmd) -> anyhow::Result<()> {
+    let db = open_db(cfg).await?;
+    match cmd {
+        JobsCmd::List { state, limit } => {
+            let state = state.as_deref().map(jobs::JobState::parse).transpose()?;
+            for j in jobs::list(&db, state, limit).await? {
+                println!("{}", serde_json::to_string(&j)?);
+            }
+        }
+        JobsCmd::Redrive { id } => {
+            jobs::redrive(&db, id, now_ms()).await?;
+            println!("job {id} is back in the queue");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn schema_command(cfg: &Config, cmd: SchemaCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SchemaCmd::Show => {
+            println!("{}", serde_json::to_string_pretty(&cfg.schema()?.to_json())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCmd::Check { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            match tessera_core::schema::Schema::from_json(&text) {
+                Ok(s) => {
+                    let (id, version) = s.id_version();
+                    println!("valid schema {id} version {version} with {} fields", s.fields().count());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("invalid schema: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        SchemaCmd::Validate { record } => {
+            let text = std::fs::read_to_string(&record).with_context(|| format!("cannot read {}", record.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", record.display()))?;
+            let today = time::OffsetDateTime::now_utc().date();
+            match cfg.schema()?.validate(&value, today) {
+                Ok(_) => {
+                    println!("valid");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "errors": errors }))?);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! command) sets it, starting a throwaway cluster when none is given. A PostgreSQL test run
 //! without it fails loudly: a storage test that silently skips one backend proves nothing.
 
+pub mod mosip;
+
 use sqlx::Connection;
 use std::path::PathBuf;
 

@@ -169,63 +169,58 @@ impl IdRules {
     /// # Errors
     /// The first rule broken.
     pub fn check(&self, s: &str) -> Result<(), IdRule> {
-        if s.len() != self.length {
-            return Err(IdRule::Length { expected: self.length, actual: s.chars().count() });
+        match self.violations_up_to(s, 1).into_iter().next() {
+            Some(rule) => Err(rule),
+            None => Ok(()),
         }
-        if !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(IdRule::NotDigits);
-        }
-        let d: Vec<u8> = s.bytes().map(|b| b - b'0').collect();
-        self.check_filters(s, &d)?;
-        if !verhoeff::is_valid(&d) {
-            return Err(IdRule::Checksum);
-        }
-        Ok(())
     }
 
-    fn check_filters(&self, s: &str, d: &[u8]) -> Result<(), IdRule> {
-        if let Some(&c) = self.not_start_with.iter().find(|&&c| s.starts_with(c)) {
-            return Err(IdRule::StartsWith(c));
+    /// Every rule `s` breaks, in the same order as `check` (empty when valid). For people:
+    /// `1234567890` breaks both `not_start_with` and `sequence`, and an operator wants both named.
+    #[must_use]
+    pub fn violations(&self, s: &str) -> Vec<IdRule> {
+        self.violations_up_to(s, usize::MAX)
+    }
+
+    fn violations_up_to(&self, s: &str, max: usize) -> Vec<IdRule> {
+        if s.len() != self.length {
+            return vec![IdRule::Length { expected: self.length, actual: s.chars().count() }];
         }
-        if let Some(limit) = self.sequence_limit {
-            if let Some(at) = find_sequence(d, limit) {
-                return Err(IdRule::Sequence { limit, at });
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return vec![IdRule::NotDigits];
+        }
+        let d: Vec<u8> = s.bytes().map(|b| b - b'0').collect();
+        let mut found = Vec::new();
+        let checks: [&dyn Fn() -> Option<IdRule>; 10] = [
+            &|| self.not_start_with.iter().find(|&&c| s.starts_with(c)).map(|&c| IdRule::StartsWith(c)),
+            &|| self.sequence_limit.and_then(|limit| find_sequence(&d, limit).map(|at| IdRule::Sequence { limit, at })),
+            &|| self.repeating_limit.and_then(|limit| find_repeating_digit(&d, limit).map(|at| IdRule::RepeatingDigit { limit, at })),
+            &|| self.repeating_block_limit.and_then(|limit| find_repeating_block(&d, limit).map(|at| IdRule::RepeatingBlock { limit, at })),
+            &|| self.conjugative_even_digits_limit.and_then(|limit| find_even_run(&d, limit).map(|at| IdRule::EvenDigits { limit, at })),
+            &|| self.digits_limit.filter(|&n| d[..n] == d[d.len() - n..]).map(|limit| IdRule::FirstEqualsLast { limit }),
+            &|| {
+                self.reverse_digits_limit
+                    .filter(|&n| d[..n].iter().eq(d[d.len() - n..].iter().rev()))
+                    .map(|limit| IdRule::FirstEqualsLastReversed { limit })
+            },
+            &|| self.restricted_numbers.iter().find_map(|r| s.find(r.as_str())).map(|at| IdRule::Restricted { at }),
+            &|| {
+                if !self.reject_cyclic_numbers {
+                    return None;
+                }
+                cyclic_numbers().iter().filter(|c| c.len() <= s.len()).find_map(|c| s.find(c.as_str())).map(|at| IdRule::Cyclic { at })
+            },
+            &|| (!verhoeff::is_valid(&d)).then_some(IdRule::Checksum),
+        ];
+        for check in checks {
+            if found.len() >= max {
+                break;
+            }
+            if let Some(rule) = check() {
+                found.push(rule);
             }
         }
-        if let Some(limit) = self.repeating_limit {
-            if let Some(at) = find_repeating_digit(d, limit) {
-                return Err(IdRule::RepeatingDigit { limit, at });
-            }
-        }
-        if let Some(limit) = self.repeating_block_limit {
-            if let Some(at) = find_repeating_block(d, limit) {
-                return Err(IdRule::RepeatingBlock { limit, at });
-            }
-        }
-        if let Some(limit) = self.conjugative_even_digits_limit {
-            if let Some(at) = find_even_run(d, limit) {
-                return Err(IdRule::EvenDigits { limit, at });
-            }
-        }
-        if let Some(n) = self.digits_limit {
-            if d[..n] == d[d.len() - n..] {
-                return Err(IdRule::FirstEqualsLast { limit: n });
-            }
-        }
-        if let Some(n) = self.reverse_digits_limit {
-            if d[..n].iter().eq(d[d.len() - n..].iter().rev()) {
-                return Err(IdRule::FirstEqualsLastReversed { limit: n });
-            }
-        }
-        if let Some(at) = self.restricted_numbers.iter().find_map(|r| s.find(r.as_str())) {
-            return Err(IdRule::Restricted { at });
-        }
-        if self.reject_cyclic_numbers {
-            if let Some(at) = cyclic_numbers().iter().filter(|c| c.len() <= s.len()).find_map(|c| s.find(c.as_str())) {
-                return Err(IdRule::Cyclic { at });
-            }
-        }
-        Ok(())
+        found
     }
 
     /// Draws random numbers until one passes every rule: `length - 1` uniform random digits, then
@@ -243,7 +238,7 @@ impl IdRules {
             d[self.length - 1] = verhoeff::check_digit(&d[..self.length - 1]);
             s.clear();
             s.extend(d.iter().map(|&x| char::from(b'0' + x)));
-            if self.check_filters(&s, &d).is_ok() {
+            if self.check(&s).is_ok() {
                 return Ok(s);
             }
         }
@@ -368,13 +363,8 @@ mod tests {
         };
         // A number whose halves are equal has a check digit we do not control, so these check the
         // filters alone.
-        let d: Vec<u8> = "3052930529".bytes().map(|b| b - b'0').collect();
-        assert_eq!(only(Some(5), None).check_filters("3052930529", &d).unwrap_err().code(), "first_equals_last");
-        let d: Vec<u8> = "3052992503".bytes().map(|b| b - b'0').collect();
-        assert_eq!(
-            only(None, Some(5)).check_filters("3052992503", &d).unwrap_err().code(),
-            "first_equals_last_reversed"
-        );
+        assert_eq!(only(Some(5), None).violations("3052930529")[0].code(), "first_equals_last");
+        assert_eq!(only(None, Some(5)).violations("3052992503")[0].code(), "first_equals_last_reversed");
     }
 
     #[test]
@@ -383,12 +373,18 @@ mod tests {
         let last = good.as_bytes()[9] - b'0';
         for wrong in (0..10u8).filter(|&x| x != last) {
             let bad = format!("{}{wrong}", &good[..9]);
-            // A different last digit may break a filter first; it must never pass.
+            // A different last digit may break a filter too, but the checksum is always named.
             assert!(rule(&bad).is_err());
-            if IdRules::uin_default().check_filters(&bad, &bad.bytes().map(|b| b - b'0').collect::<Vec<_>>()).is_ok() {
-                assert_eq!(rule(&bad).unwrap_err(), IdRule::Checksum);
-            }
+            assert!(IdRules::uin_default().violations(&bad).contains(&IdRule::Checksum), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_broken_rule_is_listed() {
+        let codes: Vec<&str> = IdRules::uin_default().violations("1234567890").iter().map(IdRule::code).collect();
+        assert!(codes.starts_with(&["not_start_with", "sequence"]), "{codes:?}");
+        assert!(IdRules::uin_default().violations(&IdRules::uin_default().generate(&mut rand::rng()).unwrap()).is_empty());
+        assert_eq!(IdRules::uin_default().violations("12").len(), 1, "a wrong length stops the checks");
     }
 
     #[test]

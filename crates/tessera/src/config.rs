@@ -1,0 +1,311 @@
+//! Configuration: built-in defaults, then a TOML file, then `TESSERA_*` environment variables,
+//! then command-line flags (each layer overrides the one before). Validated as a whole at start,
+//! so a bad setting stops the process with every problem named, before it touches any data.
+//! Secrets (database passwords) are masked whenever configuration is shown or logged.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tessera_core::IdRules;
+use tessera_core::schema::Schema;
+use tessera_store::uin_pool::PoolConfig;
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "tessera.toml";
+/// Environment variables that are not configuration keys (read elsewhere, or by tests).
+const ENV_NOT_CONFIG: &[&str] = &["config", "log", "test_database_url", "master_key"];
+
+/// Which parts of the system this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// HTTP API and background workers in one process (the embedded default).
+    All,
+    /// HTTP API only (scale out behind a load balancer).
+    Api,
+    /// Background workers only.
+    Worker,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// How often an idle worker polls the queue.
+    pub poll_interval_ms: u64,
+    /// How long a leased job may run before another worker may take it over.
+    pub lease_ms: i64,
+    /// How often the worker checks whether the UIN pool needs a refill and reaps expired leases.
+    pub housekeeping_interval_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { poll_interval_ms: 500, lease_ms: 5 * 60 * 1000, housekeeping_interval_ms: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded default keeps its database, blobs and configuration file.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`. Empty: `sqlite://<data_dir>/tessera.db`.
+    pub database_url: String,
+    /// A directory, `file://…`, or `s3://bucket/prefix`. Empty: `<data_dir>/blobs`.
+    pub blob_store: String,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    pub role: Role,
+    /// Log filter (`info`, `warn,tessera=debug`, …); `TESSERA_LOG` overrides it.
+    pub log_level: String,
+    /// An identity schema file (JSON). Empty: the built-in default schema.
+    pub identity_schema: Option<PathBuf>,
+    /// UIN filters (MOSIP's `mosip.kernel.uin.*`), with MOSIP's defaults.
+    pub uin: IdRules,
+    /// VID filters (MOSIP's `mosip.kernel.vid.*`), with MOSIP's defaults.
+    pub vid: IdRules,
+    pub uin_pool: PoolConfig,
+    pub worker: WorkerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tessera-data"),
+            database_url: String::new(),
+            blob_store: String::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            role: Role::All,
+            log_level: "info".into(),
+            identity_schema: None,
+            uin: IdRules::uin_default(),
+            vid: IdRules::vid_default(),
+            uin_pool: PoolConfig::default(),
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+/// Command-line overrides, the last layer.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (default: <data-dir>/tessera.toml when it exists). Env: TESSERA_CONFIG.
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded default. Env: TESSERA_DATA_DIR.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB. Env: TESSERA_DATABASE_URL.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads every layer and validates the result.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file, an unknown key, or invalid values (all listed).
+    pub fn load(over: &Overrides, listen: Option<SocketAddr>, role: Option<Role>) -> anyhow::Result<Config> {
+        let env = || {
+            Env::prefixed("TESSERA_")
+                .filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_ascii_lowercase().as_str()))
+                .split("__")
+        };
+        // The data directory decides where the default file is, so resolve it first.
+        let data_dir: PathBuf = match &over.data_dir {
+            Some(d) => d.clone(),
+            None => Figment::from(Serialized::defaults(Config::default()))
+                .merge(env().only(&["data_dir"]))
+                .extract_inner("data_dir")
+                .context("TESSERA_DATA_DIR")?,
+        };
+        let file = match &over.config {
+            Some(f) => {
+                if !f.is_file() {
+                    bail!("configuration file {} does not exist", f.display());
+                }
+                Some(f.clone())
+            }
+            None => Some(data_dir.join(CONFIG_FILE)).filter(|f| f.is_file()),
+        };
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = &file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        fig = fig.merge(env());
+        fig = fig.merge(Serialized::default("data_dir", &data_dir));
+        if let Some(u) = &over.database_url {
+            fig = fig.merge(Serialized::default("database_url", u));
+        }
+        if let Some(l) = listen {
+            fig = fig.merge(Serialized::default("listen", l));
+        }
+        if let Some(r) = role {
+            fig = fig.merge(Serialized::default("role", r));
+        }
+        let mut cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!(figment_errors(e)))?;
+        if cfg.database_url.is_empty() {
+            cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("tessera.db").display());
+        }
+        if cfg.blob_store.is_empty() {
+            cfg.blob_store = cfg.data_dir.join("blobs").display().to_string();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every setting and reports all problems at once.
+    ///
+    /// # Errors
+    /// One line per problem.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
+            problems.push("database_url must start with sqlite: or postgres:".to_owned());
+        }
+        if let Err(e) = self.uin.check_config() {
+            problems.push(format!("uin: {e}"));
+        }
+        if let Err(e) = self.vid.check_config() {
+            problems.push(format!("vid: {e}"));
+        }
+        if let Err(e) = self.uin_pool.check() {
+            problems.push(e);
+        }
+        if !(10..=60_000).contains(&self.worker.poll_interval_ms) {
+            problems.push("worker.poll_interval_ms must be between 10 and 60000".into());
+        }
+        if !(1000..=24 * 3600 * 1000).contains(&self.worker.lease_ms) {
+            problems.push("worker.lease_ms must be between 1000 and 86400000".into());
+        }
+        if !(100..=3_600_000).contains(&self.worker.housekeeping_interval_ms) {
+            problems.push("worker.housekeeping_interval_ms must be between 100 and 3600000".into());
+        }
+        if let Err(e) = self.schema() {
+            problems.push(format!("identity_schema: {e:#}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("invalid configuration:\n  {}", problems.join("\n  "))
+        }
+    }
+
+    /// The identity schema in force.
+    ///
+    /// # Errors
+    /// An unreadable or invalid schema file.
+    pub fn schema(&self) -> anyhow::Result<Schema> {
+        match &self.identity_schema {
+            None => Ok(Schema::default_schema()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+                Schema::from_json(&text).with_context(|| format!("{} is not a valid schema", p.display()))
+            }
+        }
+    }
+
+    /// The configuration as TOML with secrets masked: safe to print and to log.
+    #[must_use]
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = mask_url(&self.database_url);
+        shown.blob_store = mask_url(&self.blob_store);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+/// Replaces a password in a URL (`user:secret@host`, `?password=secret`) with `****`.
+#[must_use]
+pub fn mask_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let auth_end = out[auth_start..].find(['/', '?']).map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..auth_end].rfind('@') {
+            let userinfo = &out[auth_start..auth_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(auth_start + colon + 1..auth_start + at, "****");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.to_ascii_lowercase().contains("secret") => format!("{k}=****"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{base}{}", masked.join("&"));
+    }
+    out
+}
+
+fn figment_errors(e: figment::Error) -> String {
+    let lines: Vec<String> = e.into_iter().map(|e| format!("  {e}")).collect();
+    format!("invalid configuration:\n{}", lines.join("\n"))
+}
+
+/// The configuration file `tessera init` writes into the data directory: every key at its
+/// effective value, except those derived from the data directory (left empty, so the directory
+/// can move) and the database URL (which may hold a password: pass it as TESSERA_DATABASE_URL).
+#[must_use]
+pub fn default_file_text(cfg: &Config) -> String {
+    let mut shown = cfg.clone();
+    shown.database_url = String::new();
+    shown.blob_store = String::new();
+    let body = toml::to_string_pretty(&shown).unwrap_or_default();
+    // The data directory is where this file lives; naming it inside would pin a relative path.
+    let body: String = body.lines().filter(|l| !l.starts_with("data_dir ")).map(|l| format!("{l}\n")).collect();
+    format!(
+        "# Tessera configuration. Layers: built-in defaults, then this file, then TESSERA_* environment\n\
+         # variables (TESSERA_LISTEN, TESSERA_DATABASE_URL, TESSERA_UIN_POOL__REFILL_BATCH: nested keys\n\
+         # joined by a double underscore), then command-line flags.\n\
+         # database_url = \"\" means sqlite://<data dir>/tessera.db; blob_store = \"\" means <data dir>/blobs.\n\n{body}"
+    )
+}
+
+/// Whether `dir` looks like an initialised data directory.
+#[must_use]
+pub fn is_initialised(dir: &Path) -> bool {
+    dir.join(CONFIG_FILE).is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(mask_url("postgres://u:hunter2@db:5432/x"), "postgres://u:****@db:5432/x");
+        assert_eq!(mask_url("postgres://u@db/x?password=hunter2&sslmode=require"), "postgres://u@db/x?password=****&sslmode=require");
+        assert_eq!(mask_url("postgres://db/x"), "postgres://db/x");
+        assert_eq!(mask_url("sqlite://./data/t.db"), "sqlite://./data/t.db");
+        assert_eq!(mask_url("postgres://u:p@ss@db/x"), "postgres://u:****@db/x");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut c = Config::default();
+        c.database_url = "sqlite://x.db".into();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut c = Config::default();
+        c.database_url = "mysql://x".into();
+        c.uin.length = 2;
+        c.uin_pool.refill_batch = 0;
+        c.worker.poll_interval_ms = 0;
+        let e = c.validate().unwrap_err().to_string();
+        for needle in ["database_url", "uin:", "refill_batch", "poll_interval_ms"] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The background worker: leases jobs from the database queue, runs them, records the outcome;
+//! and, between jobs, housekeeping (reaping expired leases, requesting UIN pool refills).
+//! Stops between jobs when shutdown is signalled; a job cut off mid-way is retried after its
+//! lease expires, which is why every handler is idempotent.
+
+use crate::config::Config;
+use rand::SeedableRng;
+use std::time::Duration;
+use tessera_store::jobs::{self, JobKind, Leased};
+use tessera_store::{Db, now_ms, uin_pool};
+use tokio::sync::watch;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(db: Db, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+    let worker_id = format!("{}-{}", hostname(), std::process::id());
+    tracing::info!(worker = %worker_id, "worker started");
+    let poll = Duration::from_millis(cfg.worker.poll_interval_ms);
+    let housekeeping_every = Duration::from_millis(cfg.worker.housekeeping_interval_ms);
+    let mut last_housekeeping: Option<tokio::time::Instant> = None;
+    while !*shutdown.borrow() {
+        if last_housekeeping.is_none_or(|t| t.elapsed() >= housekeeping_every) {
+            housekeeping(&db, &cfg).await;
+            last_housekeeping = Some(tokio::time::Instant::now());
+        }
+        let leased = match jobs::lease(&db, &worker_id, cfg.worker.lease_ms, now_ms()).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(code = e.code(), error = %e, "cannot lease a job");
+                None
+            }
+        };
+        match leased {
+            Some(job) => execute(&db, &cfg, job).await,
+            None => {
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::info!(worker = %worker_id, "worker stopped");
+}
+
+async fn housekeeping(db: &Db, cfg: &Config) {
+    if let Err(e) = jobs::reap_expired(db, now_ms()).await {
+        tracing::error!(code = e.code(), error = %e, "cannot reap expired leases");
+    }
+    match uin_pool::ensure_refill_requested(db, cfg.uin_pool, now_ms()).await {
+        Ok(Some(id)) => tracing::info!(job = id, "UIN pool below threshold; refill requested"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(code = e.code(), error = %e, "cannot check the UIN pool"),
+    }
+}
+
+async fn execute(db: &Db, cfg: &Config, job: Leased) {
+    let started = std::time::Instant::now();
+    let kind = job.kind.as_str();
+    let lease = Duration::from_millis(u64::try_from(cfg.worker.lease_ms).unwrap_or(0));
+    // A job that outlives its lease is abandoned here rather than racing the worker that
+    // takes it over.
+    let outcome = match tokio::time::timeout(lease, handle(db, cfg, &job)).await {
+        Ok(r) => r,
+        Err(_) => Err("job exceeded its lease".to_owned()),
+    };
+    metrics::histogram!("tessera_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(()) => {
+            metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "done").increment(1);
+            match jobs::complete(db, &job, now_ms()).await {
+                Ok(true) => tracing::info!(job = job.id, kind, attempt = job.attempt, "job done"),
+                Ok(false) => tracing::warn!(job = job.id, kind, "job finished after its lease was lost"),
+                Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot record job completion"),
+            }
+        }
+        Err(msg) => {
+            metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "failed").increment(1);
+            match jobs::fail(db, &job, &msg, now_ms()).await {
+                Ok(Some(state)) => tracing::warn!(job = job.id, kind, attempt = job.attempt, state = state.as_str(), error = %msg, "job failed"),
+                Ok(None) => tracing::warn!(job = job.id, kind, "job failed after its lease was lost"),
+                Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot record job failure"),
+            }
+        }
+    }
+}
+
+/// Dispatch on the closed set of job kinds: adding a kind without a handler does not compile.
+async fn handle(db: &Db, cfg: &Config, job: &Leased) -> Result<(), String> {
+    match job.kind {
+        JobKind::UinPoolRefill => {
+            let batch = job.payload["batch"].as_u64().and_then(|b| u32::try_from(b).ok()).unwrap_or(cfg.uin_pool.refill_batch);
+            let mut rng = rand::rngs::StdRng::from_os_rng();
+            uin_pool::refill(db, &cfg.uin, &mut rng, batch, now_ms()).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "worker".to_owned(), |h| h.trim().to_owned())
+}
