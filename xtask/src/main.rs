@@ -152,8 +152,11 @@ fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
     for (name, v) in &results {
         println!(
             "| {name} | {} | {} | {:.0} | {:.0} | {} |",
-            v["workers"], v["allocations"], v["allocs_per_sec"].as_f64().unwrap_or(0.0),
-            v["refill_uins_per_sec"].as_f64().unwrap_or(0.0), v["duplicates"]
+            v["workers"],
+            v["allocations"],
+            v["allocs_per_sec"].as_f64().unwrap_or(0.0),
+            v["refill_uins_per_sec"].as_f64().unwrap_or(0.0),
+            v["duplicates"]
         );
     }
     let combined = b.out.join("uin-pool.json");

@@ -20,11 +20,11 @@ pub struct Cluster {
 /// The URL from `TESSERA_TEST_DATABASE_URL`, or a freshly started cluster (kept alive by the
 /// returned guard).
 pub fn from_env_or_start() -> Result<(Option<Cluster>, String), String> {
-    if let Ok(url) = std::env::var(TEST_URL_VAR) {
-        if !url.is_empty() {
-            eprintln!("xtask: using PostgreSQL from {TEST_URL_VAR}");
-            return Ok((None, url));
-        }
+    if let Ok(url) = std::env::var(TEST_URL_VAR)
+        && !url.is_empty()
+    {
+        eprintln!("xtask: using PostgreSQL from {TEST_URL_VAR}");
+        return Ok((None, url));
     }
     let (c, url) = Cluster::start()?;
     Ok((Some(c), url))
@@ -84,13 +84,22 @@ impl Cluster {
             cluster.sh(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
         }
         let data = dir.join("data");
-        cluster.sh(cluster.pg("initdb").args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C.UTF-8", "-D"]).arg(&data))?;
+        cluster.sh(cluster
+            .pg("initdb")
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C.UTF-8", "-D"])
+            .arg(&data))?;
         let port = free_port()?;
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             dir.display()
         );
-        cluster.sh(cluster.pg("pg_ctl").args(["start", "-w", "-t", "60", "-D"]).arg(&data).args(["-l"]).arg(dir.join("log")).args(["-o", &opts]))?;
+        cluster.sh(cluster
+            .pg("pg_ctl")
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.join("log"))
+            .args(["-o", &opts]))?;
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         eprintln!("xtask: throwaway PostgreSQL at {url} (data in {})", dir.display());
         Ok((cluster, url))
@@ -113,11 +122,7 @@ impl Cluster {
             Ok(())
         } else {
             let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
-            Err(format!(
-                "{cmd:?} failed: {}\n{}\n{log}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
+            Err(format!("{cmd:?} failed: {}\n{}\n{log}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
         }
     }
 

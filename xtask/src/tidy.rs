@@ -80,18 +80,18 @@ pub fn check_metadata(metadata: &Value) -> Vec<String> {
             if is_test_support {
                 continue;
             }
-            if let Some((_, owner, why)) = OWNED.iter().find(|(d, _, _)| *d == dep_name) {
-                if *owner != name {
-                    errors.push(format!("{name} depends on {dep_name}, but {why} ({owner})"));
-                }
+            if let Some((_, owner, why)) = OWNED.iter().find(|(d, _, _)| *d == dep_name)
+                && *owner != name
+            {
+                errors.push(format!("{name} depends on {dep_name}, but {why} ({owner})"));
             }
             if PURE.contains(&name) && IO_CRATES.contains(&dep_name) {
                 errors.push(format!("{name} depends on {dep_name}, but {name} must do no I/O"));
             }
-            if let (Some(mine), Some(theirs)) = (layer, LAYERS.iter().find(|(n, _)| *n == dep_name).map(|(_, l)| *l)) {
-                if theirs >= mine {
-                    errors.push(format!("{name} (layer {mine}) depends on {dep_name} (layer {theirs}); dependencies point downwards only"));
-                }
+            if let (Some(mine), Some(theirs)) = (layer, LAYERS.iter().find(|(n, _)| *n == dep_name).map(|(_, l)| *l))
+                && theirs >= mine
+            {
+                errors.push(format!("{name} (layer {mine}) depends on {dep_name} (layer {theirs}); dependencies point downwards only"));
             }
         }
     }

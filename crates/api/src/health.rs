@@ -3,10 +3,10 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -85,7 +85,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP application over `db`.
-#[must_use]
 pub fn app(db: Db) -> Router {
     let (router, doc) = api_router().split_for_parts();
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
@@ -136,7 +135,8 @@ async fn json_errors(req: Request, next: Next) -> Response {
     }
     match res.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {BODY_BYTES_MAX} bytes")).into_response()
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body over {BODY_BYTES_MAX} bytes"))
+                .into_response()
         }
         StatusCode::REQUEST_TIMEOUT => ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long").into_response(),
         _ => res,
@@ -150,7 +150,8 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
     res
 }
 
@@ -159,6 +160,10 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 ///
 /// # Errors
 /// I/O errors from the listener.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -2,11 +2,11 @@
 //! implementation of MOSIP's rules (MOSIP's own regexes, with back-references), and Verhoeff
 //! catches every single-digit error and adjacent transposition.
 
-use tessera_testkit::mosip;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tessera_core::{IdRule, IdRules, Uin, Vid, verhoeff};
+use tessera_testkit::mosip;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]

@@ -122,7 +122,8 @@ impl BlobStore {
             return Err(BlobError::UnsupportedUrl);
         }
         let dir = location.strip_prefix("file://").unwrap_or(location);
-        std::fs::create_dir_all(dir).map_err(|e| BlobError::Backend(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BlobError::Backend(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self::from_store(Arc::new(fs), "local filesystem"))
     }

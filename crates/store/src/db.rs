@@ -81,19 +81,13 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(SQLITE_POOL_MAX)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(opts)
-                .await?;
+            let pool =
+                SqlitePoolOptions::new().max_connections(SQLITE_POOL_MAX).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?.application_name("tessera");
-            let pool = PgPoolOptions::new()
-                .max_connections(POSTGRES_POOL_MAX_DEFAULT)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(opts)
-                .await?;
+            let pool =
+                PgPoolOptions::new().max_connections(POSTGRES_POOL_MAX_DEFAULT).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
             Ok(Db::Postgres(pool))
         } else {
             Err(StoreError::UnsupportedUrl)

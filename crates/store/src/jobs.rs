@@ -173,9 +173,8 @@ pub async fn lease(db: &Db, worker: &str, lease_ms: i64, now: UnixMillis) -> Res
     let Some((id, kind, payload, attempt, max_attempts)) = row else {
         return Ok(None);
     };
-    let parsed = JobKind::parse(&kind).and_then(|k| {
-        serde_json::from_str(&payload).map(|p| (k, p)).map_err(|_| StoreError::Invalid("job payload is not JSON"))
-    });
+    let parsed = JobKind::parse(&kind)
+        .and_then(|k| serde_json::from_str(&payload).map(|p| (k, p)).map_err(|_| StoreError::Invalid("job payload is not JSON")));
     match parsed {
         Ok((kind, payload)) => {
             tx.commit().await?;

@@ -109,11 +109,7 @@ impl Config {
     /// # Errors
     /// An unreadable or malformed file, an unknown key, or invalid values (all listed).
     pub fn load(over: &Overrides, listen: Option<SocketAddr>, role: Option<Role>) -> anyhow::Result<Config> {
-        let env = || {
-            Env::prefixed("TESSERA_")
-                .filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_ascii_lowercase().as_str()))
-                .split("__")
-        };
+        let env = || Env::prefixed("TESSERA_").filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_ascii_lowercase().as_str())).split("__");
         // The data directory decides where the default file is, so resolve it first.
         let data_dir: PathBuf = match &over.data_dir {
             Some(d) => d.clone(),
@@ -163,7 +159,10 @@ impl Config {
     /// One line per problem.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres:")
+            || self.database_url.starts_with("postgresql:"))
+        {
             problems.push("database_url must start with sqlite: or postgres:".to_owned());
         }
         if let Err(e) = self.uin.check_config() {
@@ -187,11 +186,7 @@ impl Config {
         if let Err(e) = self.schema() {
             problems.push(format!("identity_schema: {e:#}"));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("invalid configuration:\n  {}", problems.join("\n  "))
-        }
+        if problems.is_empty() { Ok(()) } else { bail!("invalid configuration:\n  {}", problems.join("\n  ")) }
     }
 
     /// The identity schema in force.
@@ -291,15 +286,13 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let mut c = Config::default();
-        c.database_url = "sqlite://x.db".into();
+        let c = Config { database_url: "sqlite://x.db".into(), ..Config::default() };
         c.validate().unwrap();
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let mut c = Config::default();
-        c.database_url = "mysql://x".into();
+        let mut c = Config { database_url: "mysql://x".into(), ..Config::default() };
         c.uin.length = 2;
         c.uin_pool.refill_batch = 0;
         c.worker.poll_interval_ms = 0;

@@ -221,8 +221,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// JSON log lines on stderr. `TESSERA_LOG` (an `EnvFilter` directive) overrides `level`.
 fn init_logging(level: &str) {
     let filter = std::env::var("TESSERA_LOG").ok().and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
-    let filter = filter.unwrap_or_else(|| tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")));
-    tracing_subscriber::fmt().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr).with_env_filter(filter).init();
+    let filter = filter
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")));
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
 }
 
 type Generator = fn(&IdRules, &mut rand::rngs::StdRng) -> Result<String, tessera_core::IdRule>;

@@ -76,7 +76,9 @@ async fn execute(db: &Db, cfg: &Config, job: Leased) {
         Err(msg) => {
             metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "failed").increment(1);
             match jobs::fail(db, &job, &msg, now_ms()).await {
-                Ok(Some(state)) => tracing::warn!(job = job.id, kind, attempt = job.attempt, state = state.as_str(), error = %msg, "job failed"),
+                Ok(Some(state)) => {
+                    tracing::warn!(job = job.id, kind, attempt = job.attempt, state = state.as_str(), error = %msg, "job failed")
+                }
                 Ok(None) => tracing::warn!(job = job.id, kind, "job failed after its lease was lost"),
                 Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot record job failure"),
             }

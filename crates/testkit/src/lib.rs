@@ -41,13 +41,8 @@ impl TestDb {
             )
         });
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test schema");
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("create test schema");
         conn.close().await.ok();
         let sep = if base.contains('?') { '&' } else { '?' };
         TestDb { url: format!("{base}{sep}options[search_path]={schema}"), dir: tempfile::tempdir().expect("temporary directory") }

@@ -368,15 +368,15 @@ impl Field {
         if !texty && (spec.min_length.is_some() || spec.max_length.is_some()) {
             return Err(field_err(spec, "min_length/max_length apply only to text fields"));
         }
-        if let (Some(lo), Some(hi)) = (spec.min_length, spec.max_length) {
-            if lo > hi {
-                return Err(field_err(spec, "min_length is greater than max_length"));
-            }
+        if let (Some(lo), Some(hi)) = (spec.min_length, spec.max_length)
+            && lo > hi
+        {
+            return Err(field_err(spec, "min_length is greater than max_length"));
         }
         if spec.max_length.is_some_and(|m| m > TEXT_CHARS_MAX) {
             return Err(field_err(spec, &format!("max_length may not exceed {TEXT_CHARS_MAX}")));
         }
-        if (spec.kind == FieldType::Enum) != !spec.values.is_empty() {
+        if (spec.kind == FieldType::Enum) == spec.values.is_empty() {
             return Err(field_err(spec, "values are required for enum fields and allowed only there"));
         }
         if spec.kind != FieldType::Date && (spec.min_date.is_some() || spec.max_date.is_some() || spec.not_in_future) {
@@ -385,9 +385,7 @@ impl Field {
         if spec.kind != FieldType::Document && !spec.document_types.is_empty() {
             return Err(field_err(spec, "document_types apply only to document fields"));
         }
-        if matches!(spec.kind, FieldType::Document | FieldType::Biometric | FieldType::Enum | FieldType::Date)
-            && spec.pattern.is_some()
-        {
+        if matches!(spec.kind, FieldType::Document | FieldType::Biometric | FieldType::Enum | FieldType::Date) && spec.pattern.is_some() {
             return Err(field_err(spec, "pattern applies only to text, phone and email fields"));
         }
         let pattern = spec
@@ -404,9 +402,7 @@ impl Field {
             })
             .transpose()?;
         let date = |d: &Option<String>| {
-            d.as_deref()
-                .map(|s| parse_date(s).ok_or_else(|| field_err(spec, "min_date/max_date must be YYYY-MM-DD")))
-                .transpose()
+            d.as_deref().map(|s| parse_date(s).ok_or_else(|| field_err(spec, "min_date/max_date must be YYYY-MM-DD"))).transpose()
         };
         let (min_date, max_date) = (date(&spec.min_date)?, date(&spec.max_date)?);
         Ok(Self { spec: spec.clone(), pattern, min_date, max_date })
@@ -432,11 +428,7 @@ impl Field {
             },
             FieldType::Enum => match v.as_str() {
                 Some(s) if self.spec.values.iter().any(|a| a == s) => {}
-                Some(_) => err(
-                    path.into(),
-                    ErrorCode::NotAllowedValue,
-                    format!("must be one of: {}", self.spec.values.join(", ")),
-                ),
+                Some(_) => err(path.into(), ErrorCode::NotAllowedValue, format!("must be one of: {}", self.spec.values.join(", "))),
                 None => err(path.into(), ErrorCode::WrongType, "expected a string".into()),
             },
             FieldType::Phone => match v.as_str() {
@@ -479,10 +471,10 @@ impl Field {
     }
 
     fn check_pattern(&self, s: &str, path: &str, err: &mut impl FnMut(String, ErrorCode, String)) {
-        if let Some(re) = &self.pattern {
-            if !re.is_match(s) {
-                err(path.into(), ErrorCode::PatternMismatch, "does not match the field's pattern".into());
-            }
+        if let Some(re) = &self.pattern
+            && !re.is_match(s)
+        {
+            err(path.into(), ErrorCode::PatternMismatch, "does not match the field's pattern".into());
         }
     }
 
@@ -562,7 +554,11 @@ fn pointer_join(path: &str, key: &str) -> String {
 fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
     let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     });
     s.len() <= 254
         && !local.is_empty()

@@ -1,0 +1,218 @@
+//! The `tessera` binary as a user runs it: identifiers, configuration, `init`, and `serve` on
+//! SQLite and PostgreSQL (health, readiness, worker refilling the pool, graceful SIGTERM).
+#![allow(clippy::unwrap_used)] // test code: a panic is the test failing
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera_testkit::{TestDb, mosip};
+
+fn tessera(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    c.current_dir(dir).env_remove("TESSERA_DATABASE_URL").env_remove("TESSERA_CONFIG").env_remove("TESSERA_LOG");
+    c
+}
+
+fn stdout_of(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn generated_uins_are_distinct_and_pass_mosip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["uin", "generate", "--count", "20000"]));
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 20_000);
+    assert_eq!(lines.iter().collect::<HashSet<_>>().len(), 20_000, "duplicates");
+    for l in &lines {
+        assert!(mosip::uin_ok(l), "{l} fails MOSIP's rules");
+    }
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["vid", "generate", "--count", "2000"]));
+    assert!(ok);
+    assert!(out.lines().all(mosip::vid_ok));
+    // Bounded.
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["uin", "generate", "--count", "0"]));
+    assert!(!ok && err.contains("--count"));
+}
+
+#[test]
+fn validate_names_the_broken_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, good, _) = stdout_of(tessera(dir.path()).args(["uin", "generate", "--seed", "7"]));
+    let good = good.trim();
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["uin", "validate", good]));
+    assert!(ok && out.trim() == "valid");
+
+    let last = good.as_bytes()[9] - b'0';
+    let wrong_check = format!("{}{}", &good[..9], (last + 1) % 10);
+    let cases = [(wrong_check.as_str(), "checksum"), ("1234567890", "sequence"), ("2945294529", "repeating_block"), ("123", "length")];
+    for (input, rule) in cases {
+        let (ok, _, err) = stdout_of(tessera(dir.path()).args(["uin", "validate", input]));
+        assert!(!ok, "{input} accepted");
+        assert!(err.contains(&format!("invalid UIN: {rule}:")), "{input}: expected {rule} in {err}");
+        assert!(!err.contains(input), "the error repeats the input");
+    }
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["vid", "validate", "1234567890123456"]));
+    assert!(!ok && err.contains("invalid VID: sequence:"), "{err}");
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["rid", "validate", "10001100010000120250101120000"]));
+    assert!(ok && out.contains("\"centre\":\"10001\""), "{out}");
+}
+
+#[test]
+fn configuration_layers_and_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    // The password never appears when configuration is shown.
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["config", "--database-url", "postgres://u:hunter2@db/x"]));
+    assert!(ok);
+    assert!(out.contains("postgres://u:****@db/x") && !out.contains("hunter2"), "{out}");
+    // Environment overrides the file; nested keys use a double underscore.
+    std::fs::create_dir_all(dir.path().join("tessera-data")).unwrap();
+    std::fs::write(dir.path().join("tessera-data/tessera.toml"), "listen = \"127.0.0.1:9000\"\n[uin_pool]\nrefill_batch = 60000\n")
+        .unwrap();
+    let (ok, out, _) = stdout_of(tessera(dir.path()).arg("config").env("TESSERA_UIN_POOL__REFILL_BATCH", "70000"));
+    assert!(ok);
+    assert!(out.contains("listen = \"127.0.0.1:9000\"") && out.contains("refill_batch = 70000"), "{out}");
+    // Every problem is named, and nothing starts.
+    std::fs::write(dir.path().join("tessera-data/tessera.toml"), "typo_key = 1\n").unwrap();
+    let (ok, _, err) = stdout_of(tessera(dir.path()).arg("config"));
+    assert!(!ok && err.contains("typo_key"), "{err}");
+    std::fs::write(dir.path().join("tessera-data/tessera.toml"), "listen = \"nowhere\"\n").unwrap();
+    let (ok, _, err) = stdout_of(tessera(dir.path()).arg("config"));
+    assert!(!ok && err.contains("listen"), "{err}");
+    std::fs::write(dir.path().join("tessera-data/tessera.toml"), "[uin_pool]\nrefill_batch = 0\n[worker]\npoll_interval_ms = 1\n").unwrap();
+    let (ok, _, err) = stdout_of(tessera(dir.path()).arg("config"));
+    assert!(!ok && err.contains("refill_batch") && err.contains("poll_interval_ms"), "{err}");
+}
+
+#[test]
+fn schema_validation_lists_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("r.json");
+    std::fs::write(&record, r#"{"dateOfBirth": "1990-13-45", "email": "not-an-email", "unknownField": 1}"#).unwrap();
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["schema", "validate"]).arg(&record));
+    assert!(!ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let paths: HashSet<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    for p in ["/dateOfBirth", "/email", "/unknownField", "/fullName"] {
+        assert!(paths.contains(p), "{p} missing from {out}");
+    }
+    assert!(!out.contains("not-an-email"), "errors must not echo values");
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["schema", "show"]));
+    assert!(ok && out.contains("dateOfBirth"));
+}
+
+/// A running `tessera serve`, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tessera serve` on a free port and waits for its "listening" log line.
+fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut cmd = tessera(dir);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stderr(Stdio::piped()).stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in stderr.lines().map_while(Result::ok) {
+            if !sent
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["message"] == "listening"
+            {
+                tx.send(v["fields"]["addr"].as_str().unwrap().to_owned()).unwrap();
+                sent = true;
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+    Server { child, base: format!("http://{addr}") }
+}
+
+fn get(url: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let res = reqwest::get(url).await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
+
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no graceful exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_on_embedded_default_with_no_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[], &[]);
+    let (status, body) = get(&format!("{}/healthz", server.base));
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = get(&format!("{}/readyz", server.base));
+    assert_eq!((status, body["database"].as_str()), (200, Some("sqlite")));
+    // First run created the data directory and filled the pool.
+    assert!(dir.path().join("tessera-data/tessera.toml").is_file());
+    assert!(dir.path().join("tessera-data/tessera.db").is_file());
+    assert!(terminate(&mut server).success(), "SIGTERM is a clean exit");
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["uin", "pool", "status"]));
+    assert!(ok);
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["unused"], 50_000);
+}
+
+#[test]
+fn serve_on_postgres_refills_the_pool() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_DATABASE_URL", db.url()),
+        ("TESSERA_UIN_POOL__REFILL_THRESHOLD", "10"),
+        ("TESSERA_UIN_POOL__REFILL_BATCH", "25"),
+        ("TESSERA_WORKER__HOUSEKEEPING_INTERVAL_MS", "100"),
+        ("TESSERA_WORKER__POLL_INTERVAL_MS", "20"),
+    ];
+    let mut server = serve(dir.path(), &[], &env);
+    let (status, body) = get(&format!("{}/readyz", server.base));
+    assert_eq!((status, body["database"].as_str()), (200, Some("postgres")));
+
+    // The worker sees an empty pool, enqueues a refill job, and runs it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, err) = stdout_of(tessera(dir.path()).args(["uin", "pool", "status"]).env("TESSERA_DATABASE_URL", db.url()));
+        assert!(ok, "{err}");
+        let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if stats["unused"] == 25 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool never refilled: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["jobs", "list", "--state", "done"]).env("TESSERA_DATABASE_URL", db.url()));
+    assert!(ok && out.contains("uin_pool_refill"), "{out}");
+    assert!(terminate(&mut server).success());
+}
