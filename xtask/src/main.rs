@@ -53,6 +53,7 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 /// Everything CI checks. PostgreSQL comes from `TESSERA_TEST_DATABASE_URL` or a throwaway
 /// cluster started here; if neither works, CI fails (it never skips the PostgreSQL half).
 fn ci() -> Result<(), String> {
+    ensure_components()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let (_cluster, url) = pg::from_env_or_start()?;
@@ -61,6 +62,15 @@ fn ci() -> Result<(), String> {
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     eprintln!("xtask: ci passed");
     Ok(())
+}
+
+/// rustfmt and clippy come with rustup's default profile but not with the minimal one.
+fn ensure_components() -> Result<(), String> {
+    let have = |sub: &str| cargo().args([sub, "--version"]).output().is_ok_and(|o| o.status.success());
+    if have("fmt") && have("clippy") {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
 }
 
 fn pg_cmd(args: &[String]) -> Result<(), String> {
