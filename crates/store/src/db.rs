@@ -12,6 +12,8 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections per pool (SQLite: readers run in parallel under WAL; writers queue on the lock).
 pub const SQLITE_POOL_MAX: u32 = 8;
 pub const POSTGRES_POOL_MAX_DEFAULT: u32 = 16;
+/// Attempts to open (connect + migrate) a SQLite file that another process is opening too.
+const SQLITE_OPEN_ATTEMPTS: u32 = 8;
 /// How long to wait for a free pooled connection before reporting an error.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -99,9 +101,28 @@ impl Db {
     /// # Errors
     /// As `connect`, or a failed migration.
     pub async fn open(url: &str) -> Result<Self> {
-        let db = Self::connect(url).await?;
-        db.migrate().await?;
-        Ok(db)
+        let mut attempt = 1;
+        loop {
+            let opened = async {
+                let db = Self::connect(url).await?;
+                db.migrate().await?;
+                Ok::<_, StoreError>(db)
+            }
+            .await;
+            match opened {
+                Ok(db) => return Ok(db),
+                // sqlx takes no lock around SQLite migrations, and switching a fresh file to WAL
+                // needs an exclusive lock, so two processes opening a new file at once (a server
+                // and a CLI command) can collide. Each migration is its own transaction, so the
+                // loser changed nothing and a retry finds the work done.
+                Err(e) if url.starts_with("sqlite:") && attempt < SQLITE_OPEN_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "opening SQLite raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     #[must_use]
@@ -119,6 +140,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            // sqlx holds an advisory lock while it migrates PostgreSQL.
             Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
         }
         Ok(())

@@ -12,6 +12,7 @@ use tessera_store::{Db, StoreError};
 
 tessera_testkit::storage_tests!(
     migrations_are_idempotent,
+    concurrent_first_opens_all_succeed,
     pool_refill_allocate_issue,
     pool_rollback_returns_number,
     pool_concurrent_allocators_never_share,
@@ -37,6 +38,21 @@ async fn migrations_are_idempotent(url: &str) {
     db.migrate().await.expect("second migrate");
     let again = open(url).await;
     again.ping().await.expect("ping");
+}
+
+/// Several processes opening a fresh database at once (server + CLI) all get a migrated schema.
+async fn concurrent_first_opens_all_succeed(url: &str) {
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.to_owned();
+                async move { Db::open(&url).await.map(|db| db.backend()) }
+            })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().expect("open while others migrate");
+    }
 }
 
 async fn pool_refill_allocate_issue(url: &str) {
