@@ -58,11 +58,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(s) = tessera_store::uin_pool::stats(&state.db).await {
-        for (label, n) in [("unused", s.unused), ("assigned", s.assigned), ("issued", s.issued), ("retired", s.retired)] {
-            #[allow(clippy::cast_precision_loss)] // counts far below 2^53
-            metrics::gauge!("tessera_uin_pool_numbers", "state" => label).set(n as f64);
-        }
+    // Only the unused count: it is cheap at any register size, and it is what operators alert on.
+    if let Ok(n) = tessera_store::uin_pool::unused_count(&state.db).await {
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^53
+        metrics::gauge!("tessera_uin_pool_unused").set(n as f64);
     }
     state.metrics.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())

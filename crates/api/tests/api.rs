@@ -98,7 +98,7 @@ async fn metrics_name_routes_never_raw_paths() {
     let text = res.text().await.unwrap();
     assert!(text.contains(r#"tessera_http_requests_total{method="GET",route="/healthz",status="200"}"#), "{text}");
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
-    assert!(text.contains("tessera_uin_pool_numbers"), "{text}");
+    assert!(text.contains("tessera_uin_pool_unused 0"), "{text}");
     assert!(!text.contains("4729381650"), "raw path leaked into metrics");
 }
 

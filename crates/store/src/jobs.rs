@@ -264,6 +264,21 @@ pub async fn reap_expired(db: &Db, now: UnixMillis) -> Result<u64> {
     Ok(n)
 }
 
+/// How many jobs of `kind` are in `state` (uses the `(kind, state)` index).
+///
+/// # Errors
+/// Database errors.
+pub async fn count(tx: &mut Tx, kind: JobKind, state: JobState) -> Result<i64> {
+    let (n,): (i64,) = crate::on_tx!(tx, c => {
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state = $2")
+            .bind(kind.as_str())
+            .bind(state.as_str())
+            .fetch_one(c)
+            .await
+    })?;
+    Ok(n)
+}
+
 /// Lists jobs, newest first, optionally in one state.
 ///
 /// # Errors

@@ -223,20 +223,33 @@ pub async fn state_of(db: &Db, uin: &Uin) -> Result<Option<String>> {
     Ok(row.map(|r| r.0))
 }
 
-/// Requests a refill job when fewer than `threshold` numbers are unused. The idempotency key
-/// names the pool size the refill starts from, so concurrent callers request one refill, and
-/// the next refill (after the pool has grown) gets a new key. Returns the job id when one was
-/// newly enqueued.
+/// How many numbers are `UNUSED`: cheap at any register size (it reads the partial index of
+/// unused numbers, which holds at most a few refill batches).
+///
+/// # Errors
+/// Database errors.
+pub async fn unused_count(db: &Db) -> Result<i64> {
+    let (n,): (i64,) = crate::on!(db, p => {
+        sqlx::query_as("SELECT COUNT(*) FROM uin_pool WHERE state = 'UNUSED'").fetch_one(p).await
+    })?;
+    Ok(n)
+}
+
+/// Requests a refill job when fewer than `refill_threshold` numbers are unused. The idempotency
+/// key counts the refills completed so far: callers that find the pool low at the same time, or
+/// again while the refill is pending, all name the same job; once it is done, the next low pool
+/// gets a new key. (A dead refill blocks further requests until an operator redrives it, which
+/// is the point of the dead-letter state.) Returns the job id when one was newly enqueued.
 ///
 /// # Errors
 /// Database errors.
 pub async fn ensure_refill_requested(db: &Db, cfg: PoolConfig, now: UnixMillis) -> Result<Option<i64>> {
-    let s = stats(db).await?;
-    if s.unused >= i64::from(cfg.refill_threshold) {
+    if unused_count(db).await? >= i64::from(cfg.refill_threshold) {
         return Ok(None);
     }
     let mut tx = db.begin().await?;
-    let key = format!("uin-pool-refill:{}", s.total());
+    let done = jobs::count(&mut tx, JobKind::UinPoolRefill, jobs::JobState::Done).await?;
+    let key = format!("uin-pool-refill:{done}");
     let payload = serde_json::json!({ "batch": cfg.refill_batch });
     let id = jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &payload, &key, now).await?;
     tx.commit().await?;

@@ -178,9 +178,16 @@ async fn pool_refill_request_is_deduplicated(url: &str) {
     let job = jobs::lease(&db, "w1", 60_000, T0).await.unwrap().expect("refill job");
     assert_eq!(job.kind, JobKind::UinPoolRefill);
     assert_eq!(job.payload["batch"], 40);
+    assert_eq!(uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap(), None, "a running refill is not requested again");
+    // The job "succeeds" without adding enough numbers: the still-low pool gets a new refill.
+    assert!(jobs::complete(&db, &job, T0).await.unwrap());
+    let second = uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap();
+    assert!(second.is_some() && second != first);
+    let job = jobs::lease(&db, "w1", 60_000, T0).await.unwrap().expect("second refill job");
     uin_pool::refill(&db, &IdRules::uin_default(), &mut StdRng::seed_from_u64(6), 40, T0).await.unwrap();
     assert!(jobs::complete(&db, &job, T0).await.unwrap());
     // Above the threshold: nothing to request.
+    assert_eq!(uin_pool::unused_count(&db).await.unwrap(), 40);
     assert_eq!(uin_pool::ensure_refill_requested(&db, cfg, T0).await.unwrap(), None);
 }
 

@@ -29,3 +29,4 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_due ON jobs (run_at_ms, id) WHERE state = 'ready';
 CREATE INDEX jobs_leased ON jobs (lease_until_ms) WHERE state = 'running';
 CREATE INDEX jobs_dead ON jobs (updated_at_ms) WHERE state = 'dead';
+CREATE INDEX jobs_kind_state ON jobs (kind, state);
