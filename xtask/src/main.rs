@@ -56,7 +56,7 @@ fn ci() -> Result<(), String> {
     ensure_components()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
-    let (_cluster, url) = pg::from_env_or_start()?;
+    let (_cluster, url) = pg::from_env_or_start(pg::Durability::Off)?;
     run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url))?;
     // Doc tests are not covered by --all-targets.
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
@@ -74,7 +74,7 @@ fn ensure_components() -> Result<(), String> {
 }
 
 fn pg_cmd(args: &[String]) -> Result<(), String> {
-    let (_cluster, url) = pg::from_env_or_start()?;
+    let (_cluster, url) = pg::from_env_or_start(pg::Durability::Off)?;
     let rest: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     if rest.is_empty() {
         println!("{url}");
@@ -132,7 +132,7 @@ fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
         runs.push((label(url), url.clone()));
     } else {
         runs.push(("sqlite".into(), format!("sqlite://{}", scratch.join("bench.db").display())));
-        let (c, url) = pg::from_env_or_start()?;
+        let (c, url) = pg::from_env_or_start(pg::Durability::Full)?;
         _cluster = Some(c);
         runs.push(("postgres".into(), url));
     }

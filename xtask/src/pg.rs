@@ -17,16 +17,25 @@ pub struct Cluster {
     as_postgres: bool,
 }
 
+/// How a throwaway cluster trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`, `synchronous_commit=off`: for tests, whose data is thrown away.
+    Off,
+    /// PostgreSQL's defaults (every commit flushed): for benchmarks, so figures mean something.
+    Full,
+}
+
 /// The URL from `TESSERA_TEST_DATABASE_URL`, or a freshly started cluster (kept alive by the
 /// returned guard).
-pub fn from_env_or_start() -> Result<(Option<Cluster>, String), String> {
+pub fn from_env_or_start(durability: Durability) -> Result<(Option<Cluster>, String), String> {
     if let Ok(url) = std::env::var(TEST_URL_VAR)
         && !url.is_empty()
     {
         eprintln!("xtask: using PostgreSQL from {TEST_URL_VAR}");
         return Ok((None, url));
     }
-    let (c, url) = Cluster::start()?;
+    let (c, url) = Cluster::start(durability)?;
     Ok((Some(c), url))
 }
 
@@ -67,7 +76,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl Cluster {
-    pub fn start() -> Result<(Cluster, String), String> {
+    pub fn start(durability: Durability) -> Result<(Cluster, String), String> {
         let bin = match find_bin() {
             Some(b) => b,
             None => {
@@ -89,10 +98,10 @@ impl Cluster {
             .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C.UTF-8", "-D"])
             .arg(&data))?;
         let port = free_port()?;
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            dir.display()
-        );
+        let mut opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300", dir.display());
+        if durability == Durability::Off {
+            opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
         cluster.sh(cluster
             .pg("pg_ctl")
             .args(["start", "-w", "-t", "60", "-D"])
