@@ -169,7 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Init => {
             let cfg = Config::load(&over, None, None)?;
             init_logging("warn");
-            runtime()?.block_on(init(&cfg))?;
+            let summary = runtime()?.block_on(init(&cfg))?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Uin { cmd: UinCmd::Id(cmd) } => {
@@ -274,8 +275,8 @@ async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     Db::open(&cfg.database_url).await.with_context(|| format!("cannot open database {}", config::mask_url(&cfg.database_url)))
 }
 
-/// Idempotent: creates what is missing, keeps what exists.
-async fn init(cfg: &Config) -> anyhow::Result<()> {
+/// Idempotent: creates what is missing, keeps what exists. Returns a summary (no secrets).
+async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let file = cfg.data_dir.join(config::CONFIG_FILE);
     let wrote_config = if file.exists() {
@@ -294,30 +295,27 @@ async fn init(cfg: &Config) -> anyhow::Result<()> {
     };
     let stats = uin_pool::stats(&db).await?;
     db.close().await;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "data_dir": cfg.data_dir,
-            "config_file": file,
-            "config_file_created": wrote_config,
-            "database": config::mask_url(&cfg.database_url),
-            "uin_pool_added": filled,
-            "uin_pool": stats,
-        }))?
-    );
-    Ok(())
+    Ok(serde_json::json!({
+        "data_dir": cfg.data_dir,
+        "config_file": file,
+        "config_file_created": wrote_config,
+        "database": config::mask_url(&cfg.database_url),
+        "uin_pool_added": filled,
+        "uin_pool": stats,
+    }))
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(
         database = %config::mask_url(&cfg.database_url),
-        role = ?cfg.role,
+        role = cfg.role.as_str(),
         listen = %cfg.listen,
         "starting tessera {}", env!("CARGO_PKG_VERSION")
     );
     if cfg.database_url.starts_with("sqlite:") && !config::is_initialised(&cfg.data_dir) {
         tracing::info!(data_dir = %cfg.data_dir.display(), "first run: initialising the data directory");
-        init(&cfg).await?;
+        let summary = init(&cfg).await?;
+        tracing::info!(uin_pool_added = summary["uin_pool_added"].as_u64(), "data directory initialised");
     }
     let db = open_db(&cfg).await?;
     let _blobs = BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
