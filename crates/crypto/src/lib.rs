@@ -1,0 +1,192 @@
+//! Tessera's cryptography: key purposes and ids, AES-256-GCM sealing, per-person data keys, and
+//! the keystores that hold key-encryption, lookup, token, signing and audit keys.
+//!
+//! Architecture invariant: this is the only crate that touches key material. Other crates hold
+//! `KeyId`s and ciphertexts; a `DataKey` can be used to seal and open but never read out.
+
+mod aead;
+pub mod master;
+pub mod software;
+
+pub use aead::DataKey;
+pub use master::MasterKey;
+pub use software::SoftwareKeystore;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a key is for. Each purpose has its own independent series of versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Wraps per-person data keys (AES-256-GCM key-encryption key).
+    Identity,
+    /// Keyed HMAC-SHA-256 index for UIN, VID and other lookup identifiers.
+    Lookup,
+    /// HMAC-SHA-256 for partner-specific tokens.
+    PartnerToken,
+    /// Ed25519 signatures (credentials, checkpoints).
+    Signing,
+    /// Signs audit-log checkpoints (Ed25519).
+    Audit,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 5] = [Purpose::Identity, Purpose::Lookup, Purpose::PartnerToken, Purpose::Signing, Purpose::Audit];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Identity => "identity",
+            Purpose::Lookup => "lookup",
+            Purpose::PartnerToken => "partner_token",
+            Purpose::Signing => "signing",
+            Purpose::Audit => "audit",
+        }
+    }
+
+    /// # Errors
+    /// `UnknownPurpose` for any other name.
+    pub fn parse(s: &str) -> Result<Self, CryptoError> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(CryptoError::UnknownPurpose)
+    }
+
+    fn kind(self) -> KeyKind {
+        match self {
+            Purpose::Identity => KeyKind::Aes256,
+            Purpose::Lookup | Purpose::PartnerToken => KeyKind::Hmac,
+            Purpose::Signing | Purpose::Audit => KeyKind::Ed25519,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Aes256,
+    Hmac,
+    Ed25519,
+}
+
+/// Names one version of one key: `identity.v3`. Stored beside every ciphertext, digest and
+/// signature, so data sealed before a rotation stays readable after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyId {
+    pub purpose: Purpose,
+    pub version: u32,
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.v{}", self.purpose.as_str(), self.version)
+    }
+}
+
+impl KeyId {
+    /// # Errors
+    /// `InvalidKeyId` unless `purpose.vN` with N ≥ 1.
+    pub fn parse(s: &str) -> Result<Self, CryptoError> {
+        let (p, v) = s.rsplit_once(".v").ok_or(CryptoError::InvalidKeyId)?;
+        let version: u32 = v.parse().map_err(|_| CryptoError::InvalidKeyId)?;
+        if version == 0 || v.starts_with('0') {
+            return Err(CryptoError::InvalidKeyId);
+        }
+        Ok(KeyId { purpose: Purpose::parse(p).map_err(|_| CryptoError::InvalidKeyId)?, version })
+    }
+}
+
+/// What `list` shows of a key: never its material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub created_at_ms: i64,
+    /// The version new data is sealed, hashed or signed with.
+    pub current: bool,
+}
+
+/// Errors carry no key material and no plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("unknown key purpose")]
+    UnknownPurpose,
+    #[error("invalid key id")]
+    InvalidKeyId,
+    #[error("key {0} is not in the keystore")]
+    UnknownKey(KeyId),
+    #[error("decryption failed: wrong key, wrong context, or tampered data")]
+    Decrypt,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("the master key does not open this keystore")]
+    WrongMasterKey,
+    #[error("invalid master key: {0}")]
+    InvalidMasterKey(&'static str),
+    #[error("keystore file is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("keystore I/O: {0}")]
+    Io(String),
+    #[error("random number generator failed")]
+    Rng,
+}
+
+impl CryptoError {
+    /// Stable machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            CryptoError::UnknownPurpose => "key_purpose_unknown",
+            CryptoError::InvalidKeyId => "key_id_invalid",
+            CryptoError::UnknownKey(_) => "key_unknown",
+            CryptoError::Decrypt => "decrypt_failed",
+            CryptoError::BadSignature => "signature_invalid",
+            CryptoError::WrongMasterKey => "master_key_wrong",
+            CryptoError::InvalidMasterKey(_) => "master_key_invalid",
+            CryptoError::Corrupt(_) => "keystore_corrupt",
+            CryptoError::Io(_) => "keystore_io",
+            CryptoError::Rng => "rng_failed",
+        }
+    }
+}
+
+/// A per-person data key sealed under a key-encryption key. The bytes are opaque outside this
+/// crate; `kek` names the key that can open them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kek: KeyId,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything a keystore does. Implementations: `SoftwareKeystore` (the embedded default); a
+/// PKCS#11 keystore follows.
+pub trait Keystore: Send + Sync + fmt::Debug {
+    /// Every key version, oldest first per purpose.
+    fn list(&self) -> Vec<KeyInfo>;
+    /// The version new data uses for `purpose`.
+    fn current(&self, purpose: Purpose) -> KeyId;
+    /// Adds a new version of `purpose` and makes it current. Old versions stay usable for
+    /// reading and verifying.
+    ///
+    /// # Errors
+    /// I/O errors persisting the new key.
+    fn rotate(&self, purpose: Purpose, now_ms: i64) -> Result<KeyId, CryptoError>;
+    /// Seals `dek` under the current identity key, bound to `context` (e.g. the record id).
+    ///
+    /// # Errors
+    /// Key or RNG failures.
+    fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError>;
+    /// # Errors
+    /// `Decrypt` when the key, the context or the bytes are not those it was wrapped with.
+    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError>;
+    /// HMAC-SHA-256 of `data` under a given version of a lookup or token key.
+    ///
+    /// # Errors
+    /// `UnknownKey`, or a key of another kind.
+    fn hmac(&self, key: KeyId, data: &[u8]) -> Result<[u8; 32], CryptoError>;
+    /// Ed25519 signature under the current version of `purpose` (signing or audit).
+    ///
+    /// # Errors
+    /// A purpose that does not sign.
+    fn sign(&self, purpose: Purpose, data: &[u8]) -> Result<(KeyId, Vec<u8>), CryptoError>;
+    /// # Errors
+    /// `BadSignature`, or `UnknownKey`.
+    fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError>;
+}

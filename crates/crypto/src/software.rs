@@ -1,0 +1,396 @@
+//! The software keystore (the embedded default): every key version in one JSON file, each key's
+//! material sealed with AES-256-GCM under the master key and bound to its key id. The file is
+//! created 0600 in a 0700 directory and replaced atomically (write, fsync, rename).
+//!
+//! Stored format `tessera-keystore-1` (hard to change; see ARCHITECTURE.md):
+//! `{"format", "kdf": {"salt", "params"} | null, "check", "keys": [{"id", "created_at_ms", "material"}]}`
+//! where `check` and `material` are base64 of `nonce ‖ ciphertext ‖ tag`.
+
+use crate::aead::{self, DataKey, KEY_LEN};
+use crate::master::{KdfParams, MasterKey};
+use crate::{CryptoError, KeyId, KeyInfo, KeyKind, Keystore, Purpose, WrappedKey};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use zeroize::Zeroizing;
+
+pub const FILE_NAME: &str = "keys.json";
+const FORMAT: &str = "tessera-keystore-1";
+const CHECK_PLAINTEXT: &[u8] = b"tessera keystore";
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KdfFile {
+    salt: String,
+    params: KdfParams,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    id: KeyId,
+    created_at_ms: i64,
+    material: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    format: String,
+    kdf: Option<KdfFile>,
+    check: String,
+    keys: Vec<KeyEntry>,
+}
+
+struct Key {
+    created_at_ms: i64,
+    material: Zeroizing<Vec<u8>>,
+}
+
+/// Keys in memory, by id (sorted, so the last of a purpose is its current version).
+struct State {
+    keys: BTreeMap<KeyId, Key>,
+    kdf: Option<(Vec<u8>, KdfParams)>,
+}
+
+pub struct SoftwareKeystore {
+    path: PathBuf,
+    master: MasterKey,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SoftwareKeystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareKeystore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn material_aad(id: KeyId) -> Vec<u8> {
+    format!("{FORMAT}/{id}").into_bytes()
+}
+
+fn new_material(kind: KeyKind) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    Ok(Zeroizing::new(match kind {
+        KeyKind::Aes256 | KeyKind::Hmac => aead::random::<KEY_LEN>()?.to_vec(),
+        KeyKind::Ed25519 => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).map_err(|_| CryptoError::Rng)?;
+            doc.as_ref().to_vec()
+        }
+    }))
+}
+
+fn io(e: &std::io::Error) -> CryptoError {
+    CryptoError::Io(e.kind().to_string())
+}
+
+impl SoftwareKeystore {
+    /// Whether a keystore exists in `dir`.
+    #[must_use]
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(FILE_NAME).is_file()
+    }
+
+    /// The passphrase salt and cost stored in `dir`'s keystore, if it was made from a passphrase.
+    ///
+    /// # Errors
+    /// Unreadable or corrupt file.
+    pub fn kdf(dir: &Path) -> Result<Option<(Vec<u8>, KdfParams)>, CryptoError> {
+        let file = read_file(&dir.join(FILE_NAME))?;
+        file.kdf.map(|k| Ok((STANDARD.decode(k.salt).map_err(|_| CryptoError::Corrupt("salt"))?, k.params))).transpose()
+    }
+
+    /// Creates a keystore in `dir` with version 1 of every purpose. `kdf` records how `master`
+    /// was derived from a passphrase (None for a random master key).
+    ///
+    /// # Errors
+    /// A keystore already there, or I/O errors.
+    pub fn create(dir: &Path, master: MasterKey, kdf: Option<(Vec<u8>, KdfParams)>, now_ms: i64) -> Result<Self, CryptoError> {
+        if Self::exists(dir) {
+            return Err(CryptoError::Io("a keystore already exists there".into()));
+        }
+        create_private_dir(dir)?;
+        let mut keys = BTreeMap::new();
+        for p in Purpose::ALL {
+            keys.insert(KeyId { purpose: p, version: 1 }, Key { created_at_ms: now_ms, material: new_material(p.kind())? });
+        }
+        let ks = SoftwareKeystore { path: dir.join(FILE_NAME), master, state: Mutex::new(State { keys, kdf }) };
+        ks.persist(&ks.lock())?;
+        Ok(ks)
+    }
+
+    /// Opens the keystore in `dir` with `master`.
+    ///
+    /// # Errors
+    /// `WrongMasterKey`, a corrupt file, or I/O errors.
+    pub fn open(dir: &Path, master: MasterKey) -> Result<Self, CryptoError> {
+        let path = dir.join(FILE_NAME);
+        let state = load(&path, &master)?;
+        Ok(SoftwareKeystore { path, master, state: Mutex::new(state) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn persist(&self, st: &State) -> Result<(), CryptoError> {
+        let m = self.master.bytes();
+        let mut keys = Vec::new();
+        for (id, k) in &st.keys {
+            let sealed = aead::seal(m, &material_aad(*id), &k.material)?;
+            keys.push(KeyEntry { id: *id, created_at_ms: k.created_at_ms, material: STANDARD.encode(sealed) });
+        }
+        let file = KeyFile {
+            format: FORMAT.into(),
+            kdf: st.kdf.as_ref().map(|(salt, params)| KdfFile { salt: STANDARD.encode(salt), params: *params }),
+            check: STANDARD.encode(aead::seal(m, format!("{FORMAT}/check").as_bytes(), CHECK_PLAINTEXT)?),
+            keys,
+        };
+        let text = serde_json::to_vec_pretty(&file).map_err(|_| CryptoError::Corrupt("serialise"))?;
+        write_private_atomic(&self.path, &text)
+    }
+
+    fn with_key<T>(&self, id: KeyId, kind: KeyKind, f: impl FnOnce(&[u8]) -> Result<T, CryptoError>) -> Result<T, CryptoError> {
+        if id.purpose.kind() != kind {
+            return Err(CryptoError::UnknownKey(id));
+        }
+        let st = self.lock();
+        let key = st.keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
+        f(&key.material)
+    }
+}
+
+fn read_file(path: &Path) -> Result<KeyFile, CryptoError> {
+    let text = std::fs::read(path).map_err(|e| io(&e))?;
+    let file: KeyFile = serde_json::from_slice(&text).map_err(|_| CryptoError::Corrupt("not a keystore file"))?;
+    if file.format != FORMAT {
+        return Err(CryptoError::Corrupt("unknown format version"));
+    }
+    Ok(file)
+}
+
+fn load(path: &Path, master: &MasterKey) -> Result<State, CryptoError> {
+    let file = read_file(path)?;
+    let m = master.bytes();
+    let check = STANDARD.decode(&file.check).map_err(|_| CryptoError::Corrupt("check"))?;
+    if aead::open(m, format!("{FORMAT}/check").as_bytes(), &check).map_err(|_| CryptoError::WrongMasterKey)? != CHECK_PLAINTEXT {
+        return Err(CryptoError::WrongMasterKey);
+    }
+    let mut keys = BTreeMap::new();
+    for e in file.keys {
+        let sealed = STANDARD.decode(&e.material).map_err(|_| CryptoError::Corrupt("material"))?;
+        let material =
+            Zeroizing::new(aead::open(m, &material_aad(e.id), &sealed).map_err(|_| CryptoError::Corrupt("a key fails to open"))?);
+        keys.insert(e.id, Key { created_at_ms: e.created_at_ms, material });
+    }
+    for p in Purpose::ALL {
+        if !keys.keys().any(|id| id.purpose == p) {
+            return Err(CryptoError::Corrupt("a key purpose has no version"));
+        }
+    }
+    let kdf = file
+        .kdf
+        .map(|k| Ok::<_, CryptoError>((STANDARD.decode(k.salt).map_err(|_| CryptoError::Corrupt("salt"))?, k.params)))
+        .transpose()?;
+    Ok(State { keys, kdf })
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io(&e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&e))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(&e))
+}
+
+/// Writes `bytes` to a 0600 temporary file beside `path`, syncs it, renames it over `path` and
+/// syncs the directory: a crash leaves the old file or the new one, never a torn one.
+fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(|e| io(&e))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| io(&e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(&e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(&e))?;
+    }
+    Ok(())
+}
+
+impl Keystore for SoftwareKeystore {
+    fn list(&self) -> Vec<KeyInfo> {
+        let st = self.lock();
+        st.keys
+            .iter()
+            .map(|(id, k)| KeyInfo {
+                id: *id,
+                created_at_ms: k.created_at_ms,
+                current: !st.keys.keys().any(|o| o.purpose == id.purpose && o.version > id.version),
+            })
+            .collect()
+    }
+
+    fn current(&self, purpose: Purpose) -> KeyId {
+        let st = self.lock();
+        // `load` and `create` guarantee a version of every purpose.
+        st.keys.keys().filter(|id| id.purpose == purpose).max().copied().unwrap_or(KeyId { purpose, version: 1 })
+    }
+
+    fn rotate(&self, purpose: Purpose, now_ms: i64) -> Result<KeyId, CryptoError> {
+        let mut st = self.lock();
+        // Another process may have rotated since we loaded: start from the file on disk.
+        *st = load(&self.path, &self.master)?;
+        let version = st.keys.keys().filter(|id| id.purpose == purpose).map(|id| id.version).max().unwrap_or(0) + 1;
+        let id = KeyId { purpose, version };
+        st.keys.insert(id, Key { created_at_ms: now_ms, material: new_material(purpose.kind())? });
+        if let Err(e) = self.persist(&st) {
+            st.keys.remove(&id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn wrap(&self, dek: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError> {
+        let kek = self.current(Purpose::Identity);
+        let bytes = self.with_key(kek, KeyKind::Aes256, |k| {
+            let k: &[u8; KEY_LEN] = k.try_into().map_err(|_| CryptoError::Corrupt("key length"))?;
+            aead::seal(k, context, dek.bytes())
+        })?;
+        Ok(WrappedKey { kek, bytes })
+    }
+
+    fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
+        self.with_key(wrapped.kek, KeyKind::Aes256, |k| {
+            let k: &[u8; KEY_LEN] = k.try_into().map_err(|_| CryptoError::Corrupt("key length"))?;
+            let raw = Zeroizing::new(aead::open(k, context, &wrapped.bytes)?);
+            let b: [u8; KEY_LEN] = raw.as_slice().try_into().map_err(|_| CryptoError::Decrypt)?;
+            Ok(DataKey::from_bytes(b))
+        })
+    }
+
+    fn hmac(&self, key: KeyId, data: &[u8]) -> Result<[u8; 32], CryptoError> {
+        self.with_key(key, KeyKind::Hmac, |k| {
+            let tag = aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k), data);
+            tag.as_ref().try_into().map_err(|_| CryptoError::Corrupt("hmac length"))
+        })
+    }
+
+    fn sign(&self, purpose: Purpose, data: &[u8]) -> Result<(KeyId, Vec<u8>), CryptoError> {
+        let id = self.current(purpose);
+        let sig = self.with_key(id, KeyKind::Ed25519, |k| {
+            let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|_| CryptoError::Corrupt("signing key"))?;
+            Ok(pair.sign(data).as_ref().to_vec())
+        })?;
+        Ok((id, sig))
+    }
+
+    fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        let public = self.with_key(key, KeyKind::Ed25519, |k| {
+            let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|_| CryptoError::Corrupt("signing key"))?;
+            Ok(pair.public_key().as_ref().to_vec())
+        })?;
+        UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (tempfile::TempDir, SoftwareKeystore, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate().unwrap();
+        let b64 = master.to_base64();
+        let ks = SoftwareKeystore::create(&dir.path().join("keys"), master, None, 1).unwrap();
+        (dir, ks, b64)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _ks, _) = fresh();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("keys")), 0o700);
+        assert_eq!(mode(&dir.path().join("keys").join(FILE_NAME)), 0o600);
+    }
+
+    #[test]
+    fn reopen_needs_the_right_master_key() {
+        let (dir, ks, b64) = fresh();
+        let dek = DataKey::generate().unwrap();
+        let w = ks.wrap(&dek, b"person-1").unwrap();
+        let again = SoftwareKeystore::open(&dir.path().join("keys"), MasterKey::from_base64(&b64).unwrap()).unwrap();
+        assert_eq!(again.unwrap(&w, b"person-1").unwrap().bytes(), dek.bytes());
+        let wrong = SoftwareKeystore::open(&dir.path().join("keys"), MasterKey::generate().unwrap());
+        assert_eq!(wrong.unwrap_err(), CryptoError::WrongMasterKey);
+        // The file holds no key in clear: a copy of it alone opens nothing.
+        let text = std::fs::read_to_string(dir.path().join("keys").join(FILE_NAME)).unwrap();
+        assert!(!text.contains(&b64));
+    }
+
+    #[test]
+    fn wrapped_keys_are_bound_to_their_context() {
+        let (_dir, ks, _) = fresh();
+        let dek = DataKey::generate().unwrap();
+        let w = ks.wrap(&dek, b"person-1").unwrap();
+        assert_eq!(ks.unwrap(&w, b"person-2").unwrap_err(), CryptoError::Decrypt);
+        let mut t = w.clone();
+        t.bytes[20] ^= 1;
+        assert_eq!(ks.unwrap(&t, b"person-1").unwrap_err(), CryptoError::Decrypt);
+    }
+
+    #[test]
+    fn rotation_keeps_old_versions_working() {
+        let (dir, ks, b64) = fresh();
+        let dek = DataKey::generate().unwrap();
+        let before = ks.wrap(&dek, b"p").unwrap();
+        let h1 = ks.hmac(ks.current(Purpose::Lookup), b"4729381650").unwrap();
+        let (sid1, sig1) = ks.sign(Purpose::Audit, b"checkpoint").unwrap();
+        for p in Purpose::ALL {
+            assert_eq!(ks.rotate(p, 2).unwrap(), KeyId { purpose: p, version: 2 });
+        }
+        let after = ks.wrap(&dek, b"p").unwrap();
+        assert_eq!((before.kek.version, after.kek.version), (1, 2), "ciphertexts name their key version");
+        let reopened = SoftwareKeystore::open(&dir.path().join("keys"), MasterKey::from_base64(&b64).unwrap()).unwrap();
+        for w in [&before, &after] {
+            assert_eq!(reopened.unwrap(w, b"p").unwrap().bytes(), dek.bytes());
+        }
+        let lookup_v1 = KeyId { purpose: Purpose::Lookup, version: 1 };
+        assert_eq!(reopened.hmac(lookup_v1, b"4729381650").unwrap(), h1, "old digests still computable");
+        assert_ne!(reopened.hmac(reopened.current(Purpose::Lookup), b"4729381650").unwrap(), h1);
+        reopened.verify(sid1, b"checkpoint", &sig1).unwrap();
+        assert_eq!(reopened.verify(sid1, b"checkpoinT", &sig1).unwrap_err(), CryptoError::BadSignature);
+        let listed = reopened.list();
+        assert_eq!(listed.len(), 10);
+        assert_eq!(listed.iter().filter(|k| k.current).count(), 5);
+    }
+
+    #[test]
+    fn keys_of_the_wrong_kind_are_refused() {
+        let (_dir, ks, _) = fresh();
+        assert!(matches!(ks.hmac(ks.current(Purpose::Identity), b"x"), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(ks.sign(Purpose::Lookup, b"x"), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(ks.hmac(KeyId { purpose: Purpose::Lookup, version: 9 }, b"x"), Err(CryptoError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn key_ids_parse() {
+        assert_eq!(KeyId::parse("identity.v3").unwrap(), KeyId { purpose: Purpose::Identity, version: 3 });
+        for bad in ["identity", "identity.v0", "identity.v01", "nope.v1", "identity.vx"] {
+            assert!(KeyId::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(KeyId { purpose: Purpose::PartnerToken, version: 2 }.to_string(), "partner_token.v2");
+    }
+}
