@@ -7,6 +7,7 @@
 mod aead;
 pub mod master;
 pub mod software;
+pub mod tokens;
 
 pub use aead::DataKey;
 pub use master::MasterKey;
