@@ -16,7 +16,7 @@ use tessera_store::uin_pool::PoolConfig;
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "tessera.toml";
 /// Environment variables that are not configuration keys (read elsewhere, or by tests).
-const ENV_NOT_CONFIG: &[&str] = &["config", "log", "test_database_url", "master_key"];
+const ENV_NOT_CONFIG: &[&str] = &["config", "log", "test_database_url", "master_key", "master_passphrase"];
 
 /// Which parts of the system this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -58,6 +58,17 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Where keys live. Only the software keystore exists so far; PKCS#11 follows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeystoreConfig {
+    /// The keystore directory. Empty: `<data_dir>/keystore`.
+    pub dir: Option<PathBuf>,
+    /// The master key file, used when neither TESSERA_MASTER_KEY nor TESSERA_MASTER_PASSPHRASE
+    /// is set. Empty: `<data_dir>.master-key`, beside (never inside) the data directory.
+    pub master_key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -80,6 +91,7 @@ pub struct Config {
     pub vid: IdRules,
     pub uin_pool: PoolConfig,
     pub worker: WorkerConfig,
+    pub keystore: KeystoreConfig,
 }
 
 impl Default for Config {
@@ -96,6 +108,7 @@ impl Default for Config {
             vid: IdRules::vid_default(),
             uin_pool: PoolConfig::default(),
             worker: WorkerConfig::default(),
+            keystore: KeystoreConfig::default(),
         }
     }
 }

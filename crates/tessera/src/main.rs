@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod keys;
 mod worker;
 
 use anyhow::{Context, bail};
@@ -70,6 +71,11 @@ enum Cmd {
     },
     /// Show the effective configuration (secrets masked).
     Config,
+    /// The keystore: key versions per purpose, rotation.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Benchmarks (see `cargo xtask bench`).
     Bench {
         #[command(subcommand)]
@@ -111,6 +117,15 @@ enum PoolCmd {
         #[arg(long)]
         count: Option<u32>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Every key version (never key material), as JSON lines.
+    List,
+    /// Add a new version of PURPOSE (identity, lookup, partner_token, signing, audit) and make
+    /// it current; older versions stay available for reading and verifying.
+    Rotate { purpose: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +222,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Schema { cmd } => schema_command(&Config::load(&over, None, None)?, cmd),
+        Cmd::Keys { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            keys_command(&cfg, cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Config => {
             print!("{}", Config::load(&over, None, None)?.to_masked_toml());
             Ok(ExitCode::SUCCESS)
@@ -287,6 +307,10 @@ async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
     };
     let db = open_db(cfg).await?;
     BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
+    let (_keystore, keystore_note) = keys::open_or_create(cfg, now_ms())?;
+    if let Some(note) = &keystore_note {
+        tracing::warn!("{note}");
+    }
     let stats = uin_pool::stats(&db).await?;
     let filled = if stats.unused < i64::from(cfg.uin_pool.refill_threshold) {
         uin_pool::refill(&db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), cfg.uin_pool.refill_batch, now_ms()).await?
@@ -302,6 +326,8 @@ async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
         "database": config::mask_url(&cfg.database_url),
         "uin_pool_added": filled,
         "uin_pool": stats,
+        "keystore": keys::keystore_dir(cfg),
+        "keystore_created": keystore_note,
     }))
 }
 
@@ -319,6 +345,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let db = open_db(&cfg).await?;
     let _blobs = BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
+    // Fail at start, not at first use, when the master key is missing or wrong.
+    let (_keystore, note) = keys::open_or_create(&cfg, now_ms())?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -367,6 +398,25 @@ async fn wait_for_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
+    use tessera_crypto::Keystore;
+    let ks = keys::open(cfg)?;
+    match cmd {
+        KeysCmd::List => {
+            for k in ks.list() {
+                println!("{}", serde_json::json!({"id": k.id.to_string(), "created_at_ms": k.created_at_ms, "current": k.current}));
+            }
+        }
+        KeysCmd::Rotate { purpose } => {
+            let purpose = tessera_crypto::Purpose::parse(&purpose)
+                .map_err(|_| anyhow::anyhow!("unknown purpose {purpose:?}: expected identity, lookup, partner_token, signing or audit"))?;
+            let id = ks.rotate(purpose, now_ms())?;
+            println!("{id}");
+        }
+    }
+    Ok(())
 }
 
 async fn pool_command(cfg: &Config, cmd: PoolCmd) -> anyhow::Result<()> {

@@ -11,7 +11,12 @@ use tessera_testkit::{TestDb, mosip};
 
 fn tessera(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    c.current_dir(dir).env_remove("TESSERA_DATABASE_URL").env_remove("TESSERA_CONFIG").env_remove("TESSERA_LOG");
+    c.current_dir(dir)
+        .env_remove("TESSERA_DATABASE_URL")
+        .env_remove("TESSERA_CONFIG")
+        .env_remove("TESSERA_LOG")
+        .env_remove("TESSERA_MASTER_KEY")
+        .env_remove("TESSERA_MASTER_PASSPHRASE");
     c
 }
 
@@ -269,4 +274,59 @@ fn allocation_survives_kill_9_postgres() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let db = rt.block_on(TestDb::postgres());
     allocation_survives_kill_9(db.url());
+}
+
+#[test]
+fn keystore_lives_apart_from_its_master_key_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = stdout_of(tessera(dir.path()).arg("init"));
+    assert!(ok, "{err}");
+    // The master key is beside the data directory, never in it; both are private.
+    let key_file = dir.path().join("tessera-data.master-key");
+    let keys_json = dir.path().join("tessera-data/keystore/keys.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&keys_json).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let master = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!std::fs::read_to_string(&keys_json).unwrap().contains(master.trim()));
+
+    let list = |d: &Path| {
+        let (ok, out, err) = stdout_of(tessera(d).args(["keys", "list"]));
+        assert!(ok, "{err}");
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(list(dir.path()).iter().filter(|k| k["current"] == true).count(), 5);
+    let (ok, out, _) = stdout_of(tessera(dir.path()).args(["keys", "rotate", "identity"]));
+    assert!(ok && out.trim() == "identity.v2", "{out}");
+    let keys = list(dir.path());
+    assert!(keys.iter().any(|k| k["id"] == "identity.v1" && k["current"] == false));
+    assert!(keys.iter().any(|k| k["id"] == "identity.v2" && k["current"] == true));
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["keys", "rotate", "bogus"]));
+    assert!(!ok && err.contains("unknown purpose"));
+
+    // Without the master key file, or with a wrong key, nothing opens.
+    std::fs::rename(&key_file, dir.path().join("elsewhere")).unwrap();
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["keys", "list"]));
+    assert!(!ok && err.contains("no master key"), "{err}");
+    let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["keys", "list"]).env("TESSERA_MASTER_KEY", wrong));
+    assert!(!ok && err.contains("master key does not open"), "{err}");
+    let (ok, _, _) = stdout_of(tessera(dir.path()).args(["keys", "list"]).env("TESSERA_MASTER_KEY", master.trim()));
+    assert!(ok, "the right key from the environment opens it");
+}
+
+#[test]
+fn keystore_from_a_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = ("TESSERA_MASTER_PASSPHRASE", "a long enough passphrase");
+    let (ok, _, err) = stdout_of(tessera(dir.path()).arg("init").env(pass.0, pass.1));
+    assert!(ok, "{err}");
+    assert!(!dir.path().join("tessera-data.master-key").exists(), "no key file when a passphrase is given");
+    let (ok, _, _) = stdout_of(tessera(dir.path()).args(["keys", "list"]).env(pass.0, pass.1));
+    assert!(ok);
+    let (ok, _, err) = stdout_of(tessera(dir.path()).args(["keys", "list"]).env(pass.0, "a different passphrase"));
+    assert!(!ok && err.contains("master key does not open"), "{err}");
 }

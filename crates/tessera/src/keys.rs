@@ -1,0 +1,114 @@
+//! Opening and creating the keystore, and where the master key comes from:
+//! 1. `TESSERA_MASTER_KEY` — 32 bytes in base64 (from a secret manager);
+//! 2. `TESSERA_MASTER_PASSPHRASE` — stretched with Argon2id (salt kept in the keystore file);
+//! 3. otherwise a key file, `keystore.master_key_file` (default: beside the data directory,
+//!    `<data-dir>.master-key`, never inside it, so a copied data directory alone opens nothing).
+//!    On first start it is created (0600) with a warning: production uses 1, 2 or an HSM.
+
+use crate::config::Config;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use tessera_crypto::master::KdfParams;
+use tessera_crypto::{MasterKey, SoftwareKeystore};
+
+pub const MASTER_KEY_VAR: &str = "TESSERA_MASTER_KEY";
+pub const PASSPHRASE_VAR: &str = "TESSERA_MASTER_PASSPHRASE";
+
+/// Where the keystore lives.
+#[must_use]
+pub fn keystore_dir(cfg: &Config) -> PathBuf {
+    cfg.keystore.dir.clone().unwrap_or_else(|| cfg.data_dir.join("keystore"))
+}
+
+/// Where the master key file is (used only when neither variable is set).
+#[must_use]
+pub fn master_key_file(cfg: &Config) -> PathBuf {
+    cfg.keystore.master_key_file.clone().unwrap_or_else(|| {
+        let mut name = cfg.data_dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_else(|| "tessera-data".into());
+        name.push(".master-key");
+        cfg.data_dir.parent().unwrap_or(Path::new(".")).join(name)
+    })
+}
+
+/// Opens the keystore, creating it (and, with no key configured, the master key file) when it
+/// does not exist yet. Returns the keystore and, when something was created, a note for the user.
+///
+/// # Errors
+/// A wrong or missing master key for an existing keystore, or I/O errors.
+pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(SoftwareKeystore, Option<String>)> {
+    let dir = keystore_dir(cfg);
+    if SoftwareKeystore::exists(&dir) {
+        return Ok((open(cfg)?, None));
+    }
+    let (master, kdf, note) = if let Ok(b64) = std::env::var(MASTER_KEY_VAR) {
+        (
+            MasterKey::from_base64(&b64).with_context(|| MASTER_KEY_VAR.to_owned())?,
+            None,
+            format!("keystore created in {}, sealed by {MASTER_KEY_VAR}", dir.display()),
+        )
+    } else if let Ok(pass) = std::env::var(PASSPHRASE_VAR) {
+        let salt = MasterKey::generate()?.to_base64().into_bytes();
+        let params = KdfParams::default();
+        let m = MasterKey::from_passphrase(&pass, &salt, params).with_context(|| PASSPHRASE_VAR.to_owned())?;
+        (m, Some((salt, params)), format!("keystore created in {}, sealed by {PASSPHRASE_VAR} (Argon2id)", dir.display()))
+    } else {
+        let file = master_key_file(cfg);
+        let m = if file.exists() { read_key_file(&file)? } else { write_new_key_file(&file)? };
+        let note = format!(
+            "keystore created in {}; its master key is in {} (0600). Keep that file apart from the data directory and its \
+             backups. For production set {MASTER_KEY_VAR} from a secret manager, {PASSPHRASE_VAR}, or use an HSM.",
+            dir.display(),
+            file.display()
+        );
+        (m, None, note)
+    };
+    let ks =
+        SoftwareKeystore::create(&dir, master, kdf, now_ms).with_context(|| format!("cannot create the keystore in {}", dir.display()))?;
+    Ok((ks, Some(note)))
+}
+
+/// Opens an existing keystore.
+///
+/// # Errors
+/// No keystore, no master key, or the wrong one.
+pub fn open(cfg: &Config) -> anyhow::Result<SoftwareKeystore> {
+    let dir = keystore_dir(cfg);
+    if !SoftwareKeystore::exists(&dir) {
+        bail!("no keystore in {} (run `tessera init`)", dir.display());
+    }
+    let master = if let Ok(b64) = std::env::var(MASTER_KEY_VAR) {
+        MasterKey::from_base64(&b64).with_context(|| MASTER_KEY_VAR.to_owned())?
+    } else if let Ok(pass) = std::env::var(PASSPHRASE_VAR) {
+        let Some((salt, params)) = SoftwareKeystore::kdf(&dir)? else {
+            bail!("{PASSPHRASE_VAR} is set, but this keystore was not made from a passphrase");
+        };
+        MasterKey::from_passphrase(&pass, &salt, params)?
+    } else {
+        let file = master_key_file(cfg);
+        if !file.exists() {
+            bail!("no master key: set {MASTER_KEY_VAR} or {PASSPHRASE_VAR}, or provide the key file {}", file.display());
+        }
+        read_key_file(&file)?
+    };
+    SoftwareKeystore::open(&dir, master).with_context(|| format!("cannot open the keystore in {}", dir.display()))
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    MasterKey::from_base64(&text).with_context(|| format!("{} does not hold a master key", path.display()))
+}
+
+fn write_new_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+    use std::io::Write;
+    let key = MasterKey::generate()?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(key.to_base64().as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
