@@ -78,7 +78,8 @@ fn pg_cmd(args: &[String]) -> Result<(), String> {
     let rest: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     if rest.is_empty() {
         println!("{url}");
-        eprintln!("xtask: PostgreSQL is up; press Ctrl-C (or close stdin) to stop it");
+        // Ctrl-C would kill xtask before it can stop the cluster (which runs in its own session).
+        eprintln!("xtask: PostgreSQL is up; press Enter or Ctrl-D to stop it (not Ctrl-C: that leaves it running)");
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
         return Ok(());

@@ -45,7 +45,11 @@ fn find_bin() -> Option<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
         .collect();
-    found.sort(); // highest major version last
+    // Highest major version last (numerically: 15 after 9.6).
+    found.sort_by_key(|p| {
+        let v = p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).unwrap_or("0").to_owned();
+        v.split('.').map(|n| n.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>()
+    });
     found.pop()
 }
 

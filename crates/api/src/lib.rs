@@ -111,10 +111,21 @@ pub fn app(db: Db) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(drop_foreign_request_ids))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
+}
+
+/// A caller's `x-request-id` is kept only when it is a UUID: anything else is free text that
+/// would go straight into our logs (a name, a UIN), so it is replaced by one of ours.
+async fn drop_foreign_request_ids(mut req: Request, next: Next) -> Response {
+    let keep = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).is_some_and(|v| uuid::Uuid::try_parse(v).is_ok());
+    if !keep {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

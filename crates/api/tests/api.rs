@@ -63,8 +63,13 @@ async fn healthz_answers_with_a_request_id() {
     assert_eq!(body["status"], "ok");
 
     // A caller's own request id is kept, so logs can be correlated across services.
-    let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "abc-123").send().await.unwrap();
-    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let theirs = "0b6c3e5e-8f0a-4d39-9a57-2f4a8c1d7e21";
+    let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", theirs).send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], theirs);
+    // Free text would land in our logs (a name, a UIN): it is replaced by our own UUID.
+    let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "uin-4729381650-John-Doe").send().await.unwrap();
+    let ours = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::try_parse(ours).is_ok() && !ours.contains("4729381650"), "{ours}");
 }
 
 #[tokio::test]

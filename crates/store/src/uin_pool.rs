@@ -141,7 +141,12 @@ pub async fn refill<R: Rng + ?Sized>(db: &Db, rules: &IdRules, rng: &mut R, batc
         let fresh: Vec<Uin> = fresh.into_iter().collect();
         added += insert_unused(db, &fresh, now).await?;
     }
-    tracing::info!(added, batch, "uin pool refilled");
+    if added < u64::from(batch) {
+        // Fresh numbers are getting rare: the number space is filling up. Worth an alert.
+        tracing::warn!(added, batch, "uin pool refill came up short: most candidates are already taken");
+    } else {
+        tracing::info!(added, batch, "uin pool refilled");
+    }
     Ok(added)
 }
 

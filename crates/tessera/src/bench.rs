@@ -68,7 +68,11 @@ async fn uin_pool_bench(url: &str, workers: u32, count: u64) -> anyhow::Result<s
     let mut refilled = 0u64;
     while refilled < count {
         let batch = u32::try_from((count - refilled).min(u64::from(REFILL_BATCH_MAX))).unwrap_or(REFILL_BATCH_MAX);
-        refilled += uin_pool::refill(&db, &rules, &mut rng, batch, now_ms()).await?;
+        let added = uin_pool::refill(&db, &rules, &mut rng, batch, now_ms()).await?;
+        if added == 0 {
+            bail!("the pool cannot grow: no fresh numbers left under these rules");
+        }
+        refilled += added;
     }
     let refill_secs = t.elapsed().as_secs_f64();
 

@@ -19,6 +19,9 @@ use std::process::ExitCode;
 use tessera_core::{IdRules, Rid, Uin, Vid};
 use tessera_store::{BlobStore, Db, jobs, now_ms, uin_pool};
 
+/// How long shutdown waits for in-flight requests and jobs (interrupted jobs are retried after
+/// their lease expires).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 /// Most identifiers `generate` prints in one run.
 const GENERATE_COUNT_MAX: u64 = 10_000_000;
 
@@ -373,7 +376,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: no new requests or jobs; finishing in-flight work");
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    // In-flight work gets a bounded grace period: a client that never finishes its request
+    // must not hold up a rollout.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; abandoning what is still running");
+        tasks.abort_all();
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

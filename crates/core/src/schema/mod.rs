@@ -339,7 +339,7 @@ impl Schema {
     }
 }
 
-/// The built-in default schema, as shipped (`tessera schema show-default` prints it).
+/// The built-in default schema, as shipped (`tessera schema show` prints it).
 pub const DEFAULT_SCHEMA_JSON: &str = include_str!("default.json");
 
 fn field_err(spec: &FieldSpec, problem: &str) -> SchemaError {
