@@ -3,7 +3,7 @@
 use crate::{Result, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -88,6 +88,10 @@ impl Db {
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?.application_name("tessera");
+            // One direct connection first: an unreachable or misconfigured server is reported
+            // at once with its real cause ("connection refused", "password authentication
+            // failed") instead of a pool timeout 30 seconds later.
+            sqlx::PgConnection::connect_with(&opts).await?.close().await?;
             let pool =
                 PgPoolOptions::new().max_connections(POSTGRES_POOL_MAX_DEFAULT).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
             Ok(Db::Postgres(pool))

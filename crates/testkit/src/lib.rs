@@ -19,6 +19,26 @@ pub const DATABASE_URL_VAR: &str = "TESSERA_TEST_DATABASE_URL";
 pub struct TestDb {
     url: String,
     dir: tempfile::TempDir,
+    /// For PostgreSQL: the server URL and the schema to drop when the test ends.
+    pg_schema: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    /// Drops the test's PostgreSQL schema, so a shared test server does not fill up with them.
+    /// Runs on its own thread and runtime: `Drop` cannot await, and may run inside a runtime.
+    fn drop(&mut self) {
+        let Some((base, schema)) = self.pg_schema.take() else { return };
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -28,7 +48,7 @@ impl TestDb {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        TestDb { url, dir }
+        TestDb { url, dir, pg_schema: None }
     }
 
     /// # Panics
@@ -45,7 +65,11 @@ impl TestDb {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut conn).await.expect("create test schema");
         conn.close().await.ok();
         let sep = if base.contains('?') { '&' } else { '?' };
-        TestDb { url: format!("{base}{sep}options[search_path]={schema}"), dir: tempfile::tempdir().expect("temporary directory") }
+        TestDb {
+            url: format!("{base}{sep}options[search_path]={schema}"),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            pg_schema: Some((base, schema)),
+        }
     }
 
     /// The database URL to hand to the code under test.
