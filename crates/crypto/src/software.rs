@@ -99,8 +99,7 @@ impl SoftwareKeystore {
     /// # Errors
     /// Unreadable or corrupt file.
     pub fn kdf(dir: &Path) -> Result<Option<(Vec<u8>, KdfParams)>, CryptoError> {
-        let file = read_file(&dir.join(FILE_NAME))?;
-        file.kdf.map(|k| Ok((STANDARD.decode(k.salt).map_err(|_| CryptoError::Corrupt("salt"))?, k.params))).transpose()
+        decode_kdf(read_file(&dir.join(FILE_NAME))?.kdf)
     }
 
     /// Creates a keystore in `dir` with version 1 of every purpose. `kdf` records how `master`
@@ -170,6 +169,10 @@ fn read_file(path: &Path) -> Result<KeyFile, CryptoError> {
         return Err(CryptoError::Corrupt("unknown format version"));
     }
     Ok(file)
+}
+
+fn decode_kdf(kdf: Option<KdfFile>) -> Result<Option<(Vec<u8>, KdfParams)>, CryptoError> {
+    kdf.map(|k| Ok((STANDARD.decode(k.salt).map_err(|_| CryptoError::Corrupt("salt"))?, k.params))).transpose()
 }
 
 fn load(path: &Path, master: &MasterKey) -> Result<State, CryptoError> {

@@ -30,6 +30,23 @@ pub fn master_key_file(cfg: &Config) -> PathBuf {
     })
 }
 
+/// Where this process takes its master key from, in order of preference.
+enum MasterSource {
+    Env(String),
+    Passphrase(String),
+    File(PathBuf),
+}
+
+fn master_source(cfg: &Config) -> MasterSource {
+    if let Ok(b64) = std::env::var(MASTER_KEY_VAR) {
+        MasterSource::Env(b64)
+    } else if let Ok(pass) = std::env::var(PASSPHRASE_VAR) {
+        MasterSource::Passphrase(pass)
+    } else {
+        MasterSource::File(master_key_file(cfg))
+    }
+}
+
 /// Opens the keystore, creating it (and, with no key configured, the master key file) when it
 /// does not exist yet. Returns the keystore and, when something was created, a note for the user.
 ///
@@ -40,27 +57,28 @@ pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(SoftwareKeys
     if SoftwareKeystore::exists(&dir) {
         return Ok((open(cfg)?, None));
     }
-    let (master, kdf, note) = if let Ok(b64) = std::env::var(MASTER_KEY_VAR) {
-        (
+    let (master, kdf, note) = match master_source(cfg) {
+        MasterSource::Env(b64) => (
             MasterKey::from_base64(&b64).with_context(|| MASTER_KEY_VAR.to_owned())?,
             None,
             format!("keystore created in {}, sealed by {MASTER_KEY_VAR}", dir.display()),
-        )
-    } else if let Ok(pass) = std::env::var(PASSPHRASE_VAR) {
-        let salt = MasterKey::generate()?.to_base64().into_bytes();
-        let params = KdfParams::default();
-        let m = MasterKey::from_passphrase(&pass, &salt, params).with_context(|| PASSPHRASE_VAR.to_owned())?;
-        (m, Some((salt, params)), format!("keystore created in {}, sealed by {PASSPHRASE_VAR} (Argon2id)", dir.display()))
-    } else {
-        let file = master_key_file(cfg);
-        let m = if file.exists() { read_key_file(&file)? } else { write_new_key_file(&file)? };
-        let note = format!(
-            "keystore created in {}; its master key is in {} (0600). Keep that file apart from the data directory and its \
-             backups. For production set {MASTER_KEY_VAR} from a secret manager, {PASSPHRASE_VAR}, or use an HSM.",
-            dir.display(),
-            file.display()
-        );
-        (m, None, note)
+        ),
+        MasterSource::Passphrase(pass) => {
+            let salt = MasterKey::generate()?.to_base64().into_bytes();
+            let params = KdfParams::default();
+            let m = MasterKey::from_passphrase(&pass, &salt, params).with_context(|| PASSPHRASE_VAR.to_owned())?;
+            (m, Some((salt, params)), format!("keystore created in {}, sealed by {PASSPHRASE_VAR} (Argon2id)", dir.display()))
+        }
+        MasterSource::File(file) => {
+            let m = if file.exists() { read_key_file(&file)? } else { write_new_key_file(&file)? };
+            let note = format!(
+                "keystore created in {}; its master key is in {} (0600). Keep that file apart from the data directory and its \
+                 backups. For production set {MASTER_KEY_VAR} from a secret manager, {PASSPHRASE_VAR}, or use an HSM.",
+                dir.display(),
+                file.display()
+            );
+            (m, None, note)
+        }
     };
     let ks =
         SoftwareKeystore::create(&dir, master, kdf, now_ms).with_context(|| format!("cannot create the keystore in {}", dir.display()))?;
@@ -76,19 +94,18 @@ pub fn open(cfg: &Config) -> anyhow::Result<SoftwareKeystore> {
     if !SoftwareKeystore::exists(&dir) {
         bail!("no keystore in {} (run `tessera init`)", dir.display());
     }
-    let master = if let Ok(b64) = std::env::var(MASTER_KEY_VAR) {
-        MasterKey::from_base64(&b64).with_context(|| MASTER_KEY_VAR.to_owned())?
-    } else if let Ok(pass) = std::env::var(PASSPHRASE_VAR) {
-        let Some((salt, params)) = SoftwareKeystore::kdf(&dir)? else {
-            bail!("{PASSPHRASE_VAR} is set, but this keystore was not made from a passphrase");
-        };
-        MasterKey::from_passphrase(&pass, &salt, params)?
-    } else {
-        let file = master_key_file(cfg);
-        if !file.exists() {
-            bail!("no master key: set {MASTER_KEY_VAR} or {PASSPHRASE_VAR}, or provide the key file {}", file.display());
+    let master = match master_source(cfg) {
+        MasterSource::Env(b64) => MasterKey::from_base64(&b64).with_context(|| MASTER_KEY_VAR.to_owned())?,
+        MasterSource::Passphrase(pass) => {
+            let Some((salt, params)) = SoftwareKeystore::kdf(&dir)? else {
+                bail!("{PASSPHRASE_VAR} is set, but this keystore was not made from a passphrase");
+            };
+            MasterKey::from_passphrase(&pass, &salt, params)?
         }
-        read_key_file(&file)?
+        MasterSource::File(file) if file.exists() => read_key_file(&file)?,
+        MasterSource::File(file) => {
+            bail!("no master key: set {MASTER_KEY_VAR} or {PASSPHRASE_VAR}, or provide the key file {}", file.display())
+        }
     };
     SoftwareKeystore::open(&dir, master).with_context(|| format!("cannot open the keystore in {}", dir.display()))
 }
