@@ -187,7 +187,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Init => {
             let cfg = Config::load(&over, None, None)?;
             init_logging("warn");
-            let summary = runtime()?.block_on(init(&cfg))?;
+            let summary = runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let summary = init(&cfg, &opened).await;
+                opened.db.close().await;
+                summary
+            })?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -298,8 +303,29 @@ async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     Db::open(&cfg.database_url).await.with_context(|| format!("cannot open database {}", config::mask_url(&cfg.database_url)))
 }
 
-/// Idempotent: creates what is missing, keeps what exists. Returns a summary (no secrets).
-async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
+/// Everything a process needs open: the database (migrated), the blob store and the keystore
+/// (created on first use, with a warning naming where its master key is).
+struct Opened {
+    db: Db,
+    _blobs: BlobStore,
+    _keystore: tessera_crypto::SoftwareKeystore,
+    keystore_note: Option<String>,
+}
+
+async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
+    let db = open_db(cfg).await?;
+    let blobs = BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
+    // Fail at start, not at first use, when the master key is missing or wrong.
+    let (keystore, keystore_note) = keys::open_or_create(cfg, now_ms())?;
+    if let Some(note) = &keystore_note {
+        tracing::warn!("{note}");
+    }
+    Ok(Opened { db, _blobs: blobs, _keystore: keystore, keystore_note })
+}
+
+/// Idempotent: writes the configuration file if missing and fills the UIN pool if low.
+/// Returns a summary (no secrets).
+async fn init(cfg: &Config, opened: &Opened) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let file = cfg.data_dir.join(config::CONFIG_FILE);
     let wrote_config = if file.exists() {
@@ -308,20 +334,14 @@ async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
         std::fs::write(&file, config::default_file_text(cfg)).with_context(|| format!("cannot write {}", file.display()))?;
         true
     };
-    let db = open_db(cfg).await?;
-    BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
-    let (_keystore, keystore_note) = keys::open_or_create(cfg, now_ms())?;
-    if let Some(note) = &keystore_note {
-        tracing::warn!("{note}");
-    }
-    let stats = uin_pool::stats(&db).await?;
+    let db = &opened.db;
+    let stats = uin_pool::stats(db).await?;
     let filled = if stats.unused < i64::from(cfg.uin_pool.refill_threshold) {
-        uin_pool::refill(&db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), cfg.uin_pool.refill_batch, now_ms()).await?
+        uin_pool::refill(db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), cfg.uin_pool.refill_batch, now_ms()).await?
     } else {
         0
     };
-    let stats = uin_pool::stats(&db).await?;
-    db.close().await;
+    let stats = uin_pool::stats(db).await?;
     Ok(serde_json::json!({
         "data_dir": cfg.data_dir,
         "config_file": file,
@@ -330,7 +350,7 @@ async fn init(cfg: &Config) -> anyhow::Result<serde_json::Value> {
         "uin_pool_added": filled,
         "uin_pool": stats,
         "keystore": keys::keystore_dir(cfg),
-        "keystore_created": keystore_note,
+        "keystore_created": opened.keystore_note,
     }))
 }
 
@@ -341,18 +361,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         listen = %cfg.listen,
         "starting tessera {}", env!("CARGO_PKG_VERSION")
     );
+    let opened = open_all(&cfg).await?;
     if cfg.database_url.starts_with("sqlite:") && !config::is_initialised(&cfg.data_dir) {
         tracing::info!(data_dir = %cfg.data_dir.display(), "first run: initialising the data directory");
-        let summary = init(&cfg).await?;
+        let summary = init(&cfg, &opened).await?;
         tracing::info!(uin_pool_added = summary["uin_pool_added"].as_u64(), "data directory initialised");
     }
-    let db = open_db(&cfg).await?;
-    let _blobs = BlobStore::open(&cfg.blob_store).context("cannot open the blob store")?;
-    // Fail at start, not at first use, when the master key is missing or wrong.
-    let (_keystore, note) = keys::open_or_create(&cfg, now_ms())?;
-    if let Some(note) = note {
-        tracing::warn!("{note}");
-    }
+    let db = opened.db.clone();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
