@@ -99,7 +99,6 @@ impl BlobKey {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
-    description: String,
 }
 
 impl BlobStore {
@@ -113,7 +112,7 @@ impl BlobStore {
     /// An unsupported URL, or a directory that cannot be created.
     pub fn open(location: &str) -> Result<Self, BlobError> {
         if location == "memory://" {
-            return Ok(Self::from_store(Arc::new(object_store::memory::InMemory::new()), "memory"));
+            return Ok(Self::from_store(Arc::new(object_store::memory::InMemory::new())));
         }
         if let Some(rest) = location.strip_prefix("s3://") {
             return Self::open_s3(rest);
@@ -125,7 +124,7 @@ impl BlobStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| BlobError::Backend(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self::from_store(Arc::new(fs), "local filesystem"))
+        Ok(Self::from_store(Arc::new(fs)))
     }
 
     #[cfg(feature = "s3")]
@@ -140,7 +139,7 @@ impl BlobStore {
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.trim_end_matches('/')))
         };
-        Ok(Self::from_store(store, "s3"))
+        Ok(Self::from_store(store))
     }
 
     #[cfg(not(feature = "s3"))]
@@ -150,14 +149,8 @@ impl BlobStore {
 
     /// Wraps any `object_store` backend (GCS, Azure, … for integrators who need them).
     #[must_use]
-    pub fn from_store(inner: Arc<dyn ObjectStore>, description: &str) -> Self {
-        BlobStore { inner, description: description.to_owned() }
-    }
-
-    /// Which kind of backend this is, for status output (never credentials).
-    #[must_use]
-    pub fn description(&self) -> &str {
-        &self.description
+    pub fn from_store(inner: Arc<dyn ObjectStore>) -> Self {
+        BlobStore { inner }
     }
 
     /// Writes a blob, replacing any previous one under the key.

@@ -32,13 +32,6 @@ pub struct PoolStats {
     pub retired: i64,
 }
 
-impl PoolStats {
-    #[must_use]
-    pub fn total(&self) -> i64 {
-        self.unused + self.assigned + self.issued + self.retired
-    }
-}
-
 /// Pool sizing, from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
