@@ -76,8 +76,15 @@ impl Db {
     /// # Errors
     /// Unsupported scheme, unreachable server, or a bad URL.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, false).await
+    }
+
+    /// `connect`, optionally with SQLite's `secure_delete` (deleted content is overwritten with
+    /// zeros, which the key vault needs so an erased data key does not linger in free pages).
+    pub(crate) async fn connect_with(url: &str, secure_delete: bool) -> Result<Self> {
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
+                .pragma("secure_delete", if secure_delete { "ON" } else { "OFF" })
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)

@@ -17,15 +17,26 @@ use serde::Serialize;
 pub enum JobKind {
     /// Generate a batch of UINs into the pool. Payload: `{"batch": N}`.
     UinPoolRefill,
+    /// Re-wrap data keys still wrapped under an older identity key version. Payload: `{}`.
+    RewrapKeys,
+    /// Recompute lookup digests still under an older lookup key version. Payload: `{}`.
+    ReindexLookups,
+    /// Destroy an erased person's data key in the vault (idempotent; the erasure enqueues it in
+    /// its own transaction so a crash between the two databases cannot leave the key behind).
+    /// Payload: `{"identity_id": "…"}`.
+    DestroyDataKey,
 }
 
 impl JobKind {
-    pub const ALL: &'static [JobKind] = &[JobKind::UinPoolRefill];
+    pub const ALL: &'static [JobKind] = &[JobKind::UinPoolRefill, JobKind::RewrapKeys, JobKind::ReindexLookups, JobKind::DestroyDataKey];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::UinPoolRefill => "uin_pool_refill",
+            JobKind::RewrapKeys => "rewrap_keys",
+            JobKind::ReindexLookups => "reindex_lookups",
+            JobKind::DestroyDataKey => "destroy_data_key",
         }
     }
 
@@ -39,7 +50,9 @@ impl JobKind {
     #[must_use]
     pub fn max_attempts(self) -> i32 {
         match self {
-            JobKind::UinPoolRefill => 8,
+            JobKind::UinPoolRefill | JobKind::RewrapKeys | JobKind::ReindexLookups => 8,
+            // An erasure must not give up quietly: many attempts, then an operator sees it dead.
+            JobKind::DestroyDataKey => 20,
         }
     }
 }

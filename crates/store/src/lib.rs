@@ -5,13 +5,18 @@
 //! compiled for both backends by the `on!` macro, so the two cannot drift apart silently; where
 //! the dialects differ, the difference is spelled out beside the query.
 
+pub mod api_tokens;
+pub mod audit;
 pub mod blobs;
 mod db;
+pub mod identities;
 pub mod jobs;
 pub mod uin_pool;
+pub mod vault;
 
 pub use blobs::{BlobError, BlobKey, BlobStore};
 pub use db::{Backend, Db, Tx};
+pub use vault::Vault;
 
 /// Errors from storage. Messages carry no personal data: ids and counts only.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,8 @@ pub enum StoreError {
     JobState(i64),
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
+    #[error("conflict: the row exists already or changed meanwhile")]
+    Conflict,
 }
 
 impl StoreError {
@@ -50,6 +57,7 @@ impl StoreError {
             StoreError::UnknownJobKind(_) => "unknown_job_kind",
             StoreError::JobState(_) => "job_state",
             StoreError::Invalid(_) => "invalid_argument",
+            StoreError::Conflict => "conflict",
         }
     }
 }

@@ -253,3 +253,60 @@ pub async fn ensure_refill_requested(db: &Db, cfg: PoolConfig, now: UnixMillis) 
     tx.commit().await?;
     Ok(id)
 }
+
+/// Takes `n` `UNUSED` numbers and marks them `ISSUED` at once, in the caller's transaction (bulk
+/// import: allocation and issue commit together, so the intermediate `ASSIGNED` state is
+/// skipped). Numbers that today's `rules` reject are retired and replaced.
+///
+/// # Errors
+/// `UinPoolEmpty` when fewer than `n` are left (nothing is then taken once the caller rolls
+/// back), or database errors.
+pub async fn issue_many(tx: &mut Tx, rules: &IdRules, n: usize, now: UnixMillis) -> Result<Vec<Uin>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..ALLOCATE_SKIP_MAX {
+        let want = i64::try_from(n - out.len()).unwrap_or(i64::MAX);
+        if want == 0 {
+            return Ok(out);
+        }
+        let taken: Vec<(String,)> = match tx {
+            Tx::Postgres(t) => {
+                sqlx::query_as(
+                    "UPDATE uin_pool SET state = 'ISSUED', assigned_at_ms = $1, issued_at_ms = $1 \
+                     WHERE uin IN (SELECT uin FROM uin_pool WHERE state = 'UNUSED' \
+                                   ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                     RETURNING uin",
+                )
+                .bind(now)
+                .bind(want)
+                .fetch_all(&mut **t)
+                .await?
+            }
+            Tx::Sqlite(t) => {
+                sqlx::query_as(
+                    "UPDATE uin_pool SET state = 'ISSUED', assigned_at_ms = $1, issued_at_ms = $1 \
+                     WHERE seq IN (SELECT seq FROM uin_pool WHERE state = 'UNUSED' ORDER BY seq LIMIT $2) \
+                     RETURNING uin",
+                )
+                .bind(now)
+                .bind(want)
+                .fetch_all(&mut **t)
+                .await?
+            }
+        };
+        if taken.is_empty() {
+            return Err(StoreError::UinPoolEmpty);
+        }
+        for (text,) in taken {
+            match Uin::parse_with(&text, rules) {
+                Ok(uin) => out.push(uin),
+                Err(rule) => {
+                    tracing::warn!(rule = rule.code(), "retiring a pooled UIN that the current rules reject");
+                    crate::on_tx!(&mut *tx, c => {
+                        sqlx::query("UPDATE uin_pool SET state = 'RETIRED' WHERE uin = $1").bind(&text).execute(c).await.map(|_| ())
+                    })?;
+                }
+            }
+        }
+    }
+    Err(StoreError::Invalid("too many pooled UINs rejected by the current rules; refill the pool"))
+}

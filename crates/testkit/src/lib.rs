@@ -110,3 +110,18 @@ macro_rules! storage_tests {
         }
     };
 }
+
+/// Runs raw SQL against a test database: for tests that play the attacker (tampering with the
+/// audit log, reading what a thief would read). Never used by the code under test.
+///
+/// # Panics
+/// When the database cannot be reached or the statement fails: on purpose.
+pub async fn exec_sql(url: &str, sql: &str) -> u64 {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect to the test SQLite");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.expect("test SQL").rows_affected()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect to the test PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.expect("test SQL").rows_affected()
+    }
+}

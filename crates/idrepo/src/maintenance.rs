@@ -1,0 +1,83 @@
+//! Background upkeep after key rotations and erasures: re-wrap data keys under the current
+//! identity key, move lookup digests to the current lookup key, destroy erased people's keys.
+//! Each is idempotent and safe to run beside live traffic (compare-and-set updates).
+
+use crate::records::{KIND_EXTERNAL_REF, KIND_UIN};
+use crate::{IdRepo, RepoError, Result};
+use tessera_crypto::{KeyId, Purpose, WrappedKey};
+use tessera_store::identities;
+use tessera_store::vault::VaultEntry;
+
+/// Rows handled per round of a maintenance job.
+pub const MAINTENANCE_BATCH: i64 = 500;
+
+impl IdRepo {
+    /// Re-wraps every data key not yet under the current identity key. Returns how many.
+    ///
+    /// # Errors
+    /// Storage and crypto errors (work done so far stays done).
+    pub async fn rewrap_keys(&self) -> Result<u64> {
+        let ks = self.keystore();
+        let current = ks.current(Purpose::Identity);
+        let mut done = 0;
+        loop {
+            let batch = self.vault().not_under(&current.to_string(), MAINTENANCE_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(done);
+            }
+            for old in batch {
+                let ctx = crate::records::dek_context(&old.identity_id);
+                let dek = ks.unwrap(&WrappedKey { kek: KeyId::parse(&old.kek)?, bytes: old.wrapped.clone() }, &ctx)?;
+                let new = ks.wrap(&dek, &ctx)?;
+                let new = VaultEntry { identity_id: old.identity_id.clone(), kek: new.kek.to_string(), wrapped: new.bytes };
+                if self.vault().rewrap(&old, &new).await? {
+                    done += 1;
+                }
+            }
+        }
+    }
+
+    /// Recomputes the lookup digests of every identity that still has one under an older lookup
+    /// key, then drops the old ones. Returns how many identities were moved.
+    ///
+    /// # Errors
+    /// Storage and crypto errors.
+    pub async fn reindex_lookups(&self) -> Result<u64> {
+        let current = i64::from(self.keystore().current(Purpose::Lookup).version);
+        let mut done = 0;
+        loop {
+            let ids = identities::with_old_lookups(self.db(), current, MAINTENANCE_BATCH).await?;
+            if ids.is_empty() {
+                return Ok(done);
+            }
+            for id in ids {
+                let row = identities::get(self.db(), &id).await?.ok_or(RepoError::Corrupt("lookup entry without identity"))?;
+                let dek = self.data_key(&id).await?;
+                let v = identities::version(self.db(), &id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
+                let sealed = Self::open_version(&dek, &v)?;
+                let mut rows = vec![self.lookup_row(KIND_UIN, &sealed.uin, &id)?];
+                if let Some(r) = &sealed.external_ref {
+                    rows.push(self.lookup_row(KIND_EXTERNAL_REF, r, &id)?);
+                }
+                let have: Vec<Vec<u8>> = identities::lookups_of(self.db(), &id).await?.into_iter().map(|l| l.digest).collect();
+                let missing: Vec<&identities::LookupRow> = rows.iter().filter(|r| !have.contains(&r.digest)).collect();
+                let mut tx = self.db().begin().await?;
+                identities::insert_lookups(&mut tx, &missing).await?;
+                identities::delete_old_lookups(&mut tx, &id, current).await?;
+                tx.commit().await?;
+                done += 1;
+            }
+        }
+    }
+
+    /// Destroys an erased person's data key (idempotent).
+    ///
+    /// # Errors
+    /// `BadRequest` when the identity is not erased; storage errors.
+    pub async fn destroy_data_key(&self, identity_id: &str) -> Result<bool> {
+        match identities::get(self.db(), identity_id).await? {
+            Some(row) if !row.erased => Err(RepoError::BadRequest("refusing to destroy the key of an identity that is not erased")),
+            _ => Ok(self.vault().destroy(identity_id).await?),
+        }
+    }
+}
