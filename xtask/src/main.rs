@@ -3,6 +3,7 @@
 //! in seconds and works on a fresh clone.
 
 mod pg;
+mod softhsm;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ const USAGE: &str = "usage:
   cargo xtask ci                      format check, clippy, every test on SQLite and PostgreSQL
   cargo xtask tidy                    architecture invariants (also run by `cargo test`)
   cargo xtask bench uin-pool [--database-url URL] [--workers N] [--count N] [--out DIR]
+  cargo xtask bench idrepo [--database-url URL] [--workers N] [--count N] [--out DIR]
                                       without --database-url: runs on SQLite and on a throwaway PostgreSQL
   cargo xtask pg [-- CMD ARGS...]     start a throwaway PostgreSQL, print its URL (or run CMD with
                                       TESSERA_TEST_DATABASE_URL set), stop it on exit";
@@ -51,13 +53,15 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// Everything CI checks. PostgreSQL comes from `TESSERA_TEST_DATABASE_URL` or a throwaway
-/// cluster started here; if neither works, CI fails (it never skips the PostgreSQL half).
+/// cluster started here; if neither works, CI fails (it never skips the PostgreSQL half). The
+/// same for the PKCS#11 keystore tests: `TESSERA_TEST_PKCS11_MODULE`, or SoftHSM2 set up here.
 fn ci() -> Result<(), String> {
     ensure_components()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let (_cluster, url) = pg::from_env_or_start(pg::Durability::Off)?;
-    run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url))?;
+    let hsm = softhsm::from_env_or_setup()?;
+    run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url).envs(hsm.env()))?;
     // Doc tests are not covered by --all-targets.
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     eprintln!("xtask: ci passed");
@@ -87,6 +91,9 @@ fn pg_cmd(args: &[String]) -> Result<(), String> {
     run(Command::new(rest[0]).args(&rest[1..]).env(pg::TEST_URL_VAR, &url))
 }
 
+/// `--count` when not given (the UIN pool bench's allocations; `idrepo` then uses its own).
+const UIN_POOL_COUNT_DEFAULT: u64 = 200_000;
+
 struct BenchArgs {
     database_url: Option<String>,
     workers: u32,
@@ -95,7 +102,7 @@ struct BenchArgs {
 }
 
 fn parse_bench_args(args: &[String]) -> Result<BenchArgs, String> {
-    let mut b = BenchArgs { database_url: None, workers: 8, count: 200_000, out: workspace_root().join("target/bench") };
+    let mut b = BenchArgs { database_url: None, workers: 8, count: UIN_POOL_COUNT_DEFAULT, out: workspace_root().join("target/bench") };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -113,8 +120,94 @@ fn parse_bench_args(args: &[String]) -> Result<BenchArgs, String> {
 fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("uin-pool") => bench_uin_pool(&parse_bench_args(&args[1..])?),
+        Some("idrepo") => bench_idrepo(&parse_bench_args(&args[1..])?),
         _ => Err(format!("unknown benchmark\n{USAGE}")),
     }
+}
+
+/// Builds the release binary and runs `tessera bench idrepo` on SQLite and PostgreSQL, then
+/// prints one table. `--count` is the number of single creates (and reads); imports are 20×.
+fn bench_idrepo(b: &BenchArgs) -> Result<(), String> {
+    let count = if b.count == UIN_POOL_COUNT_DEFAULT { 5_000 } else { b.count };
+    let results = bench_each_database(b, "idrepo", |url, out| {
+        vec![
+            "bench".into(),
+            "idrepo".into(),
+            "--database-url".into(),
+            url.to_owned(),
+            "--workers".into(),
+            b.workers.to_string(),
+            "--count".into(),
+            count.to_string(),
+            "--import".into(),
+            (count * 20).to_string(),
+            "--json".into(),
+            out.to_owned(),
+        ]
+    })?;
+    println!(
+        "\n| database | creates/s | reads/s | import/s | envelope seal/s | bare seal/s | seal ratio | envelope open/s | bare open/s | open ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    for (name, v) in &results {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            f(v, "creates_per_sec"),
+            f(v, "reads_per_sec"),
+            f(v, "import_per_sec"),
+            f(v, "envelope_seal_per_sec"),
+            f(v, "bare_aes_gcm_seal_per_sec"),
+            f(v, "seal_overhead_ratio"),
+            f(v, "envelope_open_per_sec"),
+            f(v, "bare_aes_gcm_open_per_sec"),
+            f(v, "open_overhead_ratio"),
+        );
+    }
+    write_combined(b, "idrepo", results)
+}
+
+/// Builds the release binary, then runs it once per database (`--database-url`, or SQLite and
+/// a throwaway durable PostgreSQL) with the arguments `args(url, json_out)` builds.
+fn bench_each_database(
+    b: &BenchArgs,
+    name: &str,
+    args: impl Fn(&str, &str) -> Vec<String>,
+) -> Result<Vec<(String, serde_json::Value)>, String> {
+    run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let exe = target.join("release/tessera");
+    std::fs::create_dir_all(&b.out).map_err(|e| format!("cannot create {}: {e}", b.out.display()))?;
+    let scratch = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let mut _cluster = None;
+    if let Some(url) = &b.database_url {
+        runs.push((label(url), url.clone()));
+    } else {
+        runs.push(("sqlite".into(), format!("sqlite://{}", scratch.join("bench.db").display())));
+        let (c, url) = pg::from_env_or_start(pg::Durability::Full)?;
+        _cluster = Some(c);
+        runs.push(("postgres".into(), url));
+    }
+    let mut results = Vec::new();
+    for (db, url) in &runs {
+        let out = b.out.join(format!("{name}-{db}.json"));
+        run(Command::new(&exe).args(args(url, out.to_str().unwrap_or_default())))?;
+        let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
+        results.push((db.clone(), v));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(results)
+}
+
+fn write_combined(b: &BenchArgs, name: &str, results: Vec<(String, serde_json::Value)>) -> Result<(), String> {
+    let combined = b.out.join(format!("{name}.json"));
+    let all: serde_json::Map<String, serde_json::Value> = results.into_iter().collect();
+    std::fs::write(&combined, serde_json::to_string_pretty(&all).unwrap_or_default()).map_err(|e| e.to_string())?;
+    println!("\nJSON: {}", combined.display());
+    Ok(())
 }
 
 /// Builds the release binary and runs `tessera bench uin-pool` against each database, then

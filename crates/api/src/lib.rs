@@ -6,8 +6,10 @@
 //! and metrics name the matched route template (`/v1/identities/{uin}`), never the raw path,
 //! so an identifier in a URL never reaches a log line or a metric label.
 
+mod auth;
 pub mod error;
 mod health;
+mod identities;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -17,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tessera_idrepo::IdRepo;
 use tessera_store::Db;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -36,12 +39,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `/readyz` waits for the database.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub db: Db,
+    pub repo: IdRepo,
     metrics: PrometheusHandle,
     openapi: Arc<String>,
 }
@@ -49,9 +53,25 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tessera", description = "National foundational identity platform.", license(name = "Apache-2.0")),
-    tags((name = "operations", description = "Health, readiness, metrics, API description")),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics, API description"),
+        (name = "identities", description = "The identity repository (bearer token with a role)"),
+        (name = "audit", description = "The hash-chained audit log"),
+    ),
+    modifiers(&BearerAuth),
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme the `/v1` endpoints name.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
 
 /// The process-wide Prometheus recorder (metrics macros need one global recorder).
 ///
@@ -76,6 +96,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
+        .routes(routes!(identities::create))
+        .routes(routes!(identities::get, identities::patch, identities::erase))
+        .routes(routes!(identities::versions))
+        .routes(routes!(identities::attachment))
+        .routes(routes!(identities::audit_log))
 }
 
 /// The OpenAPI document of every endpoint this build serves.
@@ -84,11 +109,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
 }
 
-/// The whole HTTP application over `db`.
-pub fn app(db: Db) -> Router {
+/// The whole HTTP application over the identity repository (and its database).
+pub fn app(repo: IdRepo) -> Router {
     let (router, doc) = api_router().split_for_parts();
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
-    let state = AppState { db, metrics: metrics_handle(), openapi: Arc::new(doc) };
+    let state = AppState { db: repo.db().clone(), repo, metrics: metrics_handle(), openapi: Arc::new(doc) };
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -150,6 +175,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
                 .into_response()
         }
         StatusCode::REQUEST_TIMEOUT => ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long").into_response(),
+        // Extractor rejections (malformed JSON, wrong types, bad path or query): their text may
+        // quote the request, which may hold personal data, so it is replaced by a fixed message.
+        s @ (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY) => {
+            ApiError::new(s, "body_invalid", "the request is not valid JSON of the shape this endpoint takes").into_response()
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type_unsupported", "send Content-Type: application/json")
+                .into_response()
+        }
         _ => res,
     }
 }

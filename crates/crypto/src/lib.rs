@@ -5,12 +5,15 @@
 //! `KeyId`s and ciphertexts; a `DataKey` can be used to seal and open but never read out.
 
 mod aead;
+pub mod digest;
 pub mod master;
+pub mod pkcs11;
 pub mod software;
 pub mod tokens;
 
 pub use aead::DataKey;
 pub use master::MasterKey;
+pub use pkcs11::{Pkcs11Config, Pkcs11Keystore};
 pub use software::SoftwareKeystore;
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +130,9 @@ pub enum CryptoError {
     Io(String),
     #[error("random number generator failed")]
     Rng,
+    /// A PKCS#11 module or token failure: the function and its `CKR_` code, never data or PINs.
+    #[error("PKCS#11 keystore: {0}")]
+    Pkcs11(String),
 }
 
 impl CryptoError {
@@ -144,6 +150,7 @@ impl CryptoError {
             CryptoError::Corrupt(_) => "keystore_corrupt",
             CryptoError::Io(_) => "keystore_io",
             CryptoError::Rng => "rng_failed",
+            CryptoError::Pkcs11(_) => "keystore_pkcs11",
         }
     }
 }
@@ -163,6 +170,9 @@ pub trait Keystore: Send + Sync + fmt::Debug {
     fn list(&self) -> Vec<KeyInfo>;
     /// The version new data uses for `purpose`.
     fn current(&self, purpose: Purpose) -> KeyId;
+    /// Looks for key versions added by another process now, instead of at the next periodic
+    /// check (a job queued by a rotation calls this before it acts on the new version).
+    fn refresh(&self) {}
     /// Adds a new version of `purpose` and makes it current. Old versions stay usable for
     /// reading and verifying.
     ///

@@ -55,6 +55,18 @@ struct Key {
 struct State {
     keys: BTreeMap<KeyId, Key>,
     kdf: Option<(Vec<u8>, KdfParams)>,
+    /// The file's modification time when loaded, and when it was last looked at: a rotation by
+    /// another process (`tessera keys rotate` beside a running server) is picked up within
+    /// `REFRESH_EVERY`, and at once when a key id is asked for that is not loaded yet.
+    mtime: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+/// How often a running keystore looks for a rotation made by another process.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn mtime_of(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 pub struct SoftwareKeystore {
@@ -116,8 +128,12 @@ impl SoftwareKeystore {
         for p in Purpose::ALL {
             keys.insert(KeyId { purpose: p, version: 1 }, Key { created_at_ms: now_ms, material: new_material(p.kind())? });
         }
-        let ks = SoftwareKeystore { path: dir.join(FILE_NAME), master, state: Mutex::new(State { keys, kdf }) };
-        ks.persist(&ks.lock())?;
+        let state = State { keys, kdf, mtime: None, checked: std::time::Instant::now() };
+        let ks = SoftwareKeystore { path: dir.join(FILE_NAME), master, state: Mutex::new(state) };
+        let mut st = ks.lock();
+        ks.persist(&st)?;
+        st.mtime = mtime_of(&ks.path);
+        drop(st);
         Ok(ks)
     }
 
@@ -133,6 +149,24 @@ impl SoftwareKeystore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state, reloaded first if the file changed on disk (checked at most every
+    /// `REFRESH_EVERY`, or now when `force`). A file that fails to load keeps the old state: a
+    /// half-written rotation cannot happen (writes are atomic), and a damaged file is reported
+    /// by the next `open`.
+    fn fresh(&self, force: bool) -> std::sync::MutexGuard<'_, State> {
+        let mut st = self.lock();
+        if force || st.checked.elapsed() >= REFRESH_EVERY {
+            st.checked = std::time::Instant::now();
+            let mtime = mtime_of(&self.path);
+            if mtime != st.mtime
+                && let Ok(new) = load(&self.path, &self.master)
+            {
+                *st = new;
+            }
+        }
+        st
     }
 
     fn persist(&self, st: &State) -> Result<(), CryptoError> {
@@ -156,7 +190,11 @@ impl SoftwareKeystore {
         if id.purpose.kind() != kind {
             return Err(CryptoError::UnknownKey(id));
         }
-        let st = self.lock();
+        let mut st = self.fresh(false);
+        if !st.keys.contains_key(&id) {
+            drop(st);
+            st = self.fresh(true);
+        }
         let key = st.keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
         f(&key.material)
     }
@@ -198,7 +236,7 @@ fn load(path: &Path, master: &MasterKey) -> Result<State, CryptoError> {
         .kdf
         .map(|k| Ok::<_, CryptoError>((STANDARD.decode(k.salt).map_err(|_| CryptoError::Corrupt("salt"))?, k.params)))
         .transpose()?;
-    Ok(State { keys, kdf })
+    Ok(State { keys, kdf, mtime: mtime_of(path), checked: std::time::Instant::now() })
 }
 
 #[cfg(unix)]
@@ -233,7 +271,7 @@ fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
 
 impl Keystore for SoftwareKeystore {
     fn list(&self) -> Vec<KeyInfo> {
-        let st = self.lock();
+        let st = self.fresh(false);
         st.keys
             .iter()
             .map(|(id, k)| KeyInfo {
@@ -245,9 +283,13 @@ impl Keystore for SoftwareKeystore {
     }
 
     fn current(&self, purpose: Purpose) -> KeyId {
-        let st = self.lock();
+        let st = self.fresh(false);
         // `load` and `create` guarantee a version of every purpose.
         st.keys.keys().filter(|id| id.purpose == purpose).max().copied().unwrap_or(KeyId { purpose, version: 1 })
+    }
+
+    fn refresh(&self) {
+        drop(self.fresh(true));
     }
 
     fn rotate(&self, purpose: Purpose, now_ms: i64) -> Result<KeyId, CryptoError> {
@@ -261,6 +303,7 @@ impl Keystore for SoftwareKeystore {
             st.keys.remove(&id);
             return Err(e);
         }
+        st.mtime = mtime_of(&self.path);
         Ok(id)
     }
 
@@ -378,6 +421,20 @@ mod tests {
         let listed = reopened.list();
         assert_eq!(listed.len(), 10);
         assert_eq!(listed.iter().filter(|k| k.current).count(), 5);
+    }
+
+    #[test]
+    fn a_rotation_by_another_process_is_picked_up() {
+        let (dir, running, b64) = fresh();
+        let dek = DataKey::generate().unwrap();
+        let other = SoftwareKeystore::open(&dir.path().join("keys"), MasterKey::from_base64(&b64).unwrap()).unwrap();
+        let v2 = other.rotate(Purpose::Identity, 2).unwrap();
+        // Data the other process seals under v2 opens here at once (unknown id → reload) …
+        let w = other.wrap(&dek, b"ctx").unwrap();
+        assert_eq!(w.kek, v2);
+        running.unwrap(&w, b"ctx").unwrap();
+        // … and new data here is sealed under v2 from then on.
+        assert_eq!(running.current(Purpose::Identity), v2);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod maintenance;
 pub mod records;
 
 pub use access::{Principal, Role};
-pub use import::{ImportLine, ImportReport, LineError};
+pub use import::{IMPORT_BATCH_MAX, ImportLine, ImportReport, LineError};
 pub use records::{Created, Identity, VersionInfo};
 
 use std::sync::Arc;
@@ -135,6 +135,11 @@ impl IdRepo {
     #[must_use]
     pub fn keystore(&self) -> &Arc<dyn Keystore> {
         &self.inner.ks
+    }
+
+    #[must_use]
+    pub fn rules(&self) -> &IdRules {
+        &self.inner.rules
     }
 
     #[must_use]

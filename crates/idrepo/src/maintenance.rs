@@ -12,13 +12,29 @@ use tessera_store::vault::VaultEntry;
 pub const MAINTENANCE_BATCH: i64 = 500;
 
 impl IdRepo {
-    /// Re-wraps every data key not yet under the current identity key. Returns how many.
+    /// The current version of `purpose`, which must be at least `target` (the version a
+    /// rotation queued a job for): a keystore that has not seen the rotation yet is refreshed,
+    /// and if it still has not, the job fails and is retried later.
+    fn current_at_least(&self, purpose: Purpose, target: Option<KeyId>) -> Result<KeyId> {
+        let ks = self.keystore();
+        if target.is_some_and(|t| ks.current(purpose).version < t.version) {
+            ks.refresh();
+        }
+        let current = ks.current(purpose);
+        if target.is_some_and(|t| current.version < t.version) {
+            return Err(RepoError::BadRequest("the keystore does not have the rotated key version yet"));
+        }
+        Ok(current)
+    }
+
+    /// Re-wraps every data key not yet under the current identity key (at least `target`).
+    /// Returns how many.
     ///
     /// # Errors
     /// Storage and crypto errors (work done so far stays done).
-    pub async fn rewrap_keys(&self) -> Result<u64> {
+    pub async fn rewrap_keys(&self, target: Option<KeyId>) -> Result<u64> {
         let ks = self.keystore();
-        let current = ks.current(Purpose::Identity);
+        let current = self.current_at_least(Purpose::Identity, target)?;
         let mut done = 0;
         loop {
             let batch = self.vault().not_under(&current.to_string(), MAINTENANCE_BATCH).await?;
@@ -38,12 +54,13 @@ impl IdRepo {
     }
 
     /// Recomputes the lookup digests of every identity that still has one under an older lookup
-    /// key, then drops the old ones. Returns how many identities were moved.
+    /// key (the current one being at least `target`), then drops the old ones. Returns how many
+    /// identities were moved.
     ///
     /// # Errors
     /// Storage and crypto errors.
-    pub async fn reindex_lookups(&self) -> Result<u64> {
-        let current = i64::from(self.keystore().current(Purpose::Lookup).version);
+    pub async fn reindex_lookups(&self, target: Option<KeyId>) -> Result<u64> {
+        let current = i64::from(self.current_at_least(Purpose::Lookup, target)?.version);
         let mut done = 0;
         loop {
             let ids = identities::with_old_lookups(self.db(), current, MAINTENANCE_BATCH).await?;

@@ -202,10 +202,10 @@ async fn rotation_keeps_old_records_readable_and_jobs_move_them(url: &str) {
     let old_lookups = tessera_store::identities::lookups_of(f.repo.db(), &before.id).await.unwrap();
     assert_eq!(old_lookups.iter().map(|l| l.key_version).collect::<Vec<_>>(), [1]);
 
-    assert_eq!(f.repo.rewrap_keys().await.unwrap(), 1);
-    assert_eq!(f.repo.rewrap_keys().await.unwrap(), 0);
-    assert_eq!(f.repo.reindex_lookups().await.unwrap(), 1);
-    assert_eq!(f.repo.reindex_lookups().await.unwrap(), 0);
+    assert_eq!(f.repo.rewrap_keys(None).await.unwrap(), 1);
+    assert_eq!(f.repo.rewrap_keys(None).await.unwrap(), 0);
+    assert_eq!(f.repo.reindex_lookups(None).await.unwrap(), 1);
+    assert_eq!(f.repo.reindex_lookups(None).await.unwrap(), 0);
     let b = f.repo.get(&a, &before.uin, NOW).await.unwrap();
     assert_eq!((name_of(&b.record), b.sealed_with.as_str()), ("Before Rotation", "identity.v2"));
     let moved = tessera_store::identities::lookups_of(f.repo.db(), &before.id).await.unwrap();

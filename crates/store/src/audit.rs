@@ -27,8 +27,6 @@ pub struct CheckpointRow {
     pub at_ms: UnixMillis,
 }
 
-/// Rows per multi-row insert (9 binds each).
-const ROWS_PER_INSERT: usize = 1000;
 /// Largest page `read` returns.
 pub const READ_LIMIT_MAX: i64 = 10_000;
 
@@ -54,7 +52,7 @@ pub async fn lock_head(tx: &mut Tx) -> Result<(i64, Vec<u8>)> {
 /// Database errors.
 pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> Result<()> {
     let Some(last) = rows.last() else { return Ok(()) };
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(crate::identities::rows_per_statement(9)) {
         let sql = format!(
             "INSERT INTO audit_log (seq, at_ms, actor, action, target, outcome, request_id, prev_hash, hash) VALUES {}",
             crate::identities::placeholders(chunk.len(), 9)

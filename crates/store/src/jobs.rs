@@ -17,9 +17,11 @@ use serde::Serialize;
 pub enum JobKind {
     /// Generate a batch of UINs into the pool. Payload: `{"batch": N}`.
     UinPoolRefill,
-    /// Re-wrap data keys still wrapped under an older identity key version. Payload: `{}`.
+    /// Re-wrap data keys still wrapped under an older identity key version. Payload:
+    /// `{"key": "identity.vN"}`, the version the rotation created.
     RewrapKeys,
-    /// Recompute lookup digests still under an older lookup key version. Payload: `{}`.
+    /// Recompute lookup digests still under an older lookup key version. Payload:
+    /// `{"key": "lookup.vN"}`.
     ReindexLookups,
     /// Destroy an erased person's data key in the vault (idempotent; the erasure enqueues it in
     /// its own transaction so a crash between the two databases cannot leave the key behind).

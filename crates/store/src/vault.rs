@@ -10,9 +10,6 @@
 
 use crate::{Backend, Db, Result, UnixMillis};
 
-/// Rows per multi-row insert (4 binds each).
-const ROWS_PER_INSERT: usize = 4000;
-
 /// A wrapped data key as stored: the key-encryption key's id (`identity.v2`) and the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultEntry {
@@ -70,7 +67,7 @@ impl Vault {
     /// `Conflict`, database errors.
     pub async fn put_many(&self, entries: &[VaultEntry], now: UnixMillis) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        for chunk in entries.chunks(ROWS_PER_INSERT) {
+        for chunk in entries.chunks(crate::identities::rows_per_statement(4)) {
             let sql = format!(
                 "INSERT INTO dek_vault (identity_id, kek, wrapped, created_at_ms) VALUES {}",
                 crate::identities::placeholders(chunk.len(), 4)

@@ -58,7 +58,7 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Where keys live. Only the software keystore exists so far; PKCS#11 follows.
+/// Where keys live, and the key vault of per-person data keys.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeystoreConfig {
@@ -67,6 +67,10 @@ pub struct KeystoreConfig {
     /// The master key file, used when neither TESSERA_MASTER_KEY nor TESSERA_MASTER_PASSPHRASE
     /// is set. Empty: `<data_dir>.master-key`, beside (never inside) the data directory.
     pub master_key_file: Option<PathBuf>,
+    /// The key vault (wrapped per-person data keys), a database apart from the main one so an
+    /// erasure reaches its backups quickly. Empty: `sqlite://<keystore dir>/vault.db`.
+    /// Scaled out: a PostgreSQL database of its own, e.g. `postgres://…/tessera_vault`.
+    pub vault_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +193,14 @@ impl Config {
         {
             problems.push("database_url must start with sqlite: or postgres:".to_owned());
         }
+        if self
+            .keystore
+            .vault_url
+            .as_deref()
+            .is_some_and(|u| !(u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:")))
+        {
+            problems.push("keystore.vault_url must start with sqlite: or postgres:".to_owned());
+        }
         if let Err(e) = self.uin.check_config() {
             problems.push(format!("uin: {e}"));
         }
@@ -233,6 +245,7 @@ impl Config {
         let mut shown = self.clone();
         shown.database_url = mask_url(&self.database_url);
         shown.blob_store = mask_url(&self.blob_store);
+        shown.keystore.vault_url = self.keystore.vault_url.as_deref().map(mask_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }

@@ -8,8 +8,9 @@
 use crate::config::Config;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tessera_crypto::master::KdfParams;
-use tessera_crypto::{MasterKey, SoftwareKeystore};
+use tessera_crypto::{Keystore, MasterKey, SoftwareKeystore};
 
 pub const MASTER_KEY_VAR: &str = "TESSERA_MASTER_KEY";
 pub const PASSPHRASE_VAR: &str = "TESSERA_MASTER_PASSPHRASE";
@@ -18,6 +19,12 @@ pub const PASSPHRASE_VAR: &str = "TESSERA_MASTER_PASSPHRASE";
 #[must_use]
 pub fn keystore_dir(cfg: &Config) -> PathBuf {
     cfg.keystore.dir.clone().unwrap_or_else(|| cfg.data_dir.join("keystore"))
+}
+
+/// Where the key vault is.
+#[must_use]
+pub fn vault_url(cfg: &Config) -> String {
+    cfg.keystore.vault_url.clone().unwrap_or_else(|| format!("sqlite://{}", keystore_dir(cfg).join("vault.db").display()))
 }
 
 /// Where the master key file is (used only when neither variable is set).
@@ -52,7 +59,7 @@ fn master_source(cfg: &Config) -> MasterSource {
 ///
 /// # Errors
 /// A wrong or missing master key for an existing keystore, or I/O errors.
-pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(SoftwareKeystore, Option<String>)> {
+pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(Arc<dyn Keystore>, Option<String>)> {
     let dir = keystore_dir(cfg);
     if SoftwareKeystore::exists(&dir) {
         return Ok((open(cfg)?, None));
@@ -82,14 +89,14 @@ pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(SoftwareKeys
     };
     let ks =
         SoftwareKeystore::create(&dir, master, kdf, now_ms).with_context(|| format!("cannot create the keystore in {}", dir.display()))?;
-    Ok((ks, Some(note)))
+    Ok((Arc::new(ks), Some(note)))
 }
 
 /// Opens an existing keystore.
 ///
 /// # Errors
 /// No keystore, no master key, or the wrong one.
-pub fn open(cfg: &Config) -> anyhow::Result<SoftwareKeystore> {
+pub fn open(cfg: &Config) -> anyhow::Result<Arc<dyn Keystore>> {
     let dir = keystore_dir(cfg);
     if !SoftwareKeystore::exists(&dir) {
         bail!("no keystore in {} (run `tessera init`)", dir.display());
@@ -107,7 +114,8 @@ pub fn open(cfg: &Config) -> anyhow::Result<SoftwareKeystore> {
             bail!("no master key: set {MASTER_KEY_VAR} or {PASSPHRASE_VAR}, or provide the key file {}", file.display())
         }
     };
-    SoftwareKeystore::open(&dir, master).with_context(|| format!("cannot open the keystore in {}", dir.display()))
+    let ks = SoftwareKeystore::open(&dir, master).with_context(|| format!("cannot open the keystore in {}", dir.display()))?;
+    Ok(Arc::new(ks))
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {

@@ -2,6 +2,7 @@
 //! workers, and graceful shutdown.
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
+mod admin;
 mod bench;
 mod config;
 mod keys;
@@ -36,8 +37,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Create the data directory, its configuration file and database, and fill the UIN pool.
-    Init,
+    /// Create the data directory, its configuration file, database and keystore, fill the UIN
+    /// pool, and issue the first administrator token (printed once, never stored).
+    Init {
+        /// Print the summary as one JSON object (the token is in `admin_token`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the HTTP API and the workers (creating the data directory on first run).
     Serve {
         /// Address to listen on. Env: TESSERA_LISTEN.
@@ -78,6 +84,21 @@ enum Cmd {
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,
+    },
+    /// Bearer tokens of the admin API.
+    Token {
+        #[command(subcommand)]
+        cmd: admin::TokenCmd,
+    },
+    /// The identity repository.
+    Identity {
+        #[command(subcommand)]
+        cmd: admin::IdentityCmd,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: admin::AuditCmd,
     },
     /// Benchmarks (see `cargo xtask bench`).
     Bench {
@@ -184,17 +205,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Init => {
+        Cmd::Init { json } => {
             let cfg = Config::load(&over, None, None)?;
             init_logging("warn");
             let summary = runtime()?.block_on(async {
                 let opened = open_all(&cfg).await?;
-                let summary = init(&cfg, &opened).await;
-                opened.db.close().await;
-                summary
+                let mut summary = init(&cfg, &opened).await?;
+                if let Some(token) = admin::first_admin_token(&opened.repo).await? {
+                    summary["admin_token"] = token.into();
+                }
+                opened.close().await;
+                Ok::<_, anyhow::Error>(summary)
             })?;
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            if json {
+                println!("{summary}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                if summary.get("admin_token").is_some() {
+                    eprintln!("The admin_token above is shown only this once: store it in a password manager.");
+                }
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let r = admin::token_command(&opened.repo, cmd).await;
+                opened.close().await;
+                r
+            })
+        }
+        Cmd::Identity { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let r = admin::identity_command(&cfg, &opened.repo, cmd).await;
+                opened.close().await;
+                r
+            })
+        }
+        Cmd::Audit { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let r = admin::audit_command(&opened.repo, cmd).await;
+                opened.close().await;
+                r
+            })
         }
         Cmd::Uin { cmd: UinCmd::Id(cmd) } => {
             let cfg = Config::load(&over, None, None)?;
@@ -232,7 +293,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Schema { cmd } => schema_command(&Config::load(&over, None, None)?, cmd),
         Cmd::Keys { cmd } => {
             let cfg = Config::load(&over, None, None)?;
-            keys_command(&cfg, cmd)?;
+            init_logging("warn");
+            runtime()?.block_on(keys_command(&cfg, cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Config => {
@@ -303,13 +365,20 @@ async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
     Db::open(&cfg.database_url).await.with_context(|| format!("cannot open database {}", config::mask_url(&cfg.database_url)))
 }
 
-/// Everything a process needs open: the database (migrated), the blob store and the keystore
-/// (created on first use, with a warning naming where its master key is).
+/// Everything a process needs open: the database (migrated), the blob store, the keystore
+/// (created on first use, with a warning naming where its master key is) and the key vault,
+/// assembled into the identity repository.
 struct Opened {
     db: Db,
-    _blobs: BlobStore,
-    _keystore: tessera_crypto::SoftwareKeystore,
+    repo: tessera_idrepo::IdRepo,
     keystore_note: Option<String>,
+}
+
+impl Opened {
+    async fn close(&self) {
+        self.repo.vault().close().await;
+        self.db.close().await;
+    }
 }
 
 async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
@@ -320,7 +389,12 @@ async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
     if let Some(note) = &keystore_note {
         tracing::warn!("{note}");
     }
-    Ok(Opened { db, _blobs: blobs, _keystore: keystore, keystore_note })
+    let vault_url = keys::vault_url(cfg);
+    let vault = tessera_store::Vault::open(&vault_url)
+        .await
+        .with_context(|| format!("cannot open the key vault {}", config::mask_url(&vault_url)))?;
+    let repo = tessera_idrepo::IdRepo::new(db.clone(), vault, blobs, keystore, std::sync::Arc::new(cfg.schema()?), cfg.uin.clone());
+    Ok(Opened { db, repo, keystore_note })
 }
 
 /// Idempotent: writes the configuration file if missing and fills the UIN pool if low.
@@ -367,12 +441,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let summary = init(&cfg, &opened).await?;
         tracing::info!(uin_pool_added = summary["uin_pool_added"].as_u64(), "data directory initialised");
     }
-    let db = opened.db.clone();
+    if tessera_store::api_tokens::count(&opened.db).await? == 0 {
+        // Never a token in a log: the operator makes one with the CLI.
+        tracing::warn!("no API tokens exist yet: create one with `tessera token create --name NAME --role admin`");
+    }
+    let repo = opened.repo.clone();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     if matches!(cfg.role, Role::All | Role::Worker) {
-        tasks.spawn(worker::run(db.clone(), cfg.clone(), stop_rx.clone()));
+        tasks.spawn(worker::run(repo.clone(), cfg.clone(), stop_rx.clone()));
     }
     if matches!(cfg.role, Role::All | Role::Api) {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -381,7 +459,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let app = tessera_api::app(db.clone());
+        let app = tessera_api::app(repo.clone());
         tasks.spawn(async move {
             if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
@@ -398,7 +476,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; abandoning what is still running");
         tasks.abort_all();
     }
-    db.close().await;
+    opened.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -424,8 +502,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
-    use tessera_crypto::Keystore;
+async fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
     let ks = keys::open(cfg)?;
     match cmd {
         KeysCmd::List => {
@@ -438,6 +515,21 @@ fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("unknown purpose {purpose:?}: expected identity, lookup, partner_token, signing or audit"))?;
             let id = ks.rotate(purpose, now_ms())?;
             println!("{id}");
+            // Data under older versions stays readable; a job moves it to the new one.
+            let kind = match purpose {
+                tessera_crypto::Purpose::Identity => Some(jobs::JobKind::RewrapKeys),
+                tessera_crypto::Purpose::Lookup => Some(jobs::JobKind::ReindexLookups),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let db = open_db(cfg).await?;
+                let mut tx = db.begin().await?;
+                let payload = serde_json::json!({ "key": id.to_string() });
+                jobs::enqueue(&mut tx, kind, &payload, &format!("{}:{id}", kind.as_str()), now_ms()).await?;
+                tx.commit().await?;
+                db.close().await;
+                eprintln!("queued {} to move existing data to {id}", kind.as_str());
+            }
         }
     }
     Ok(())

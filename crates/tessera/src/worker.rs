@@ -1,17 +1,20 @@
 //! The background worker: leases jobs from the database queue, runs them, records the outcome;
-//! and, between jobs, housekeeping (reaping expired leases, requesting UIN pool refills).
+//! and, between jobs, housekeeping (reaping expired leases, requesting UIN pool refills,
+//! signing an audit checkpoint over new entries).
 //! Stops between jobs when shutdown is signalled; a job cut off mid-way is retried after its
 //! lease expires, which is why every handler is idempotent.
 
 use crate::config::Config;
 use rand::SeedableRng;
 use std::time::Duration;
+use tessera_idrepo::IdRepo;
 use tessera_store::jobs::{self, JobKind, Leased};
 use tessera_store::{Db, now_ms, uin_pool};
 use tokio::sync::watch;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(db: Db, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+    let db = repo.db().clone();
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     tracing::info!(worker = %worker_id, "worker started");
     let poll = Duration::from_millis(cfg.worker.poll_interval_ms);
@@ -19,7 +22,7 @@ pub async fn run(db: Db, cfg: Config, mut shutdown: watch::Receiver<bool>) {
     let mut last_housekeeping: Option<tokio::time::Instant> = None;
     while !*shutdown.borrow() {
         if last_housekeeping.is_none_or(|t| t.elapsed() >= housekeeping_every) {
-            housekeeping(&db, &cfg).await;
+            housekeeping(&repo, &cfg).await;
             last_housekeeping = Some(tokio::time::Instant::now());
         }
         let leased = match jobs::lease(&db, &worker_id, cfg.worker.lease_ms, now_ms()).await {
@@ -30,7 +33,7 @@ pub async fn run(db: Db, cfg: Config, mut shutdown: watch::Receiver<bool>) {
             }
         };
         match leased {
-            Some(job) => execute(&db, &cfg, job).await,
+            Some(job) => execute(&repo, &cfg, job).await,
             None => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
@@ -42,7 +45,11 @@ pub async fn run(db: Db, cfg: Config, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(worker = %worker_id, "worker stopped");
 }
 
-async fn housekeeping(db: &Db, cfg: &Config) {
+async fn housekeeping(repo: &IdRepo, cfg: &Config) {
+    let db = repo.db();
+    if let Err(e) = tessera_idrepo::audit::checkpoint_now(db, &**repo.keystore(), now_ms()).await {
+        tracing::error!(code = e.code(), error = %e, "cannot sign an audit checkpoint");
+    }
     if let Err(e) = jobs::reap_expired(db, now_ms()).await {
         tracing::error!(code = e.code(), error = %e, "cannot reap expired leases");
     }
@@ -53,13 +60,14 @@ async fn housekeeping(db: &Db, cfg: &Config) {
     }
 }
 
-async fn execute(db: &Db, cfg: &Config, job: Leased) {
+async fn execute(repo: &IdRepo, cfg: &Config, job: Leased) {
+    let db = repo.db();
     let started = std::time::Instant::now();
     let kind = job.kind.as_str();
     let lease = Duration::from_millis(u64::try_from(cfg.worker.lease_ms).unwrap_or(0));
     // A job that outlives its lease is abandoned here rather than racing the worker that
     // takes it over.
-    let outcome = match tokio::time::timeout(lease, handle(db, cfg, &job)).await {
+    let outcome = match tokio::time::timeout(lease, handle(repo, cfg, &job)).await {
         Ok(r) => r,
         Err(_) => Err("job exceeded its lease".to_owned()),
     };
@@ -87,14 +95,34 @@ async fn execute(db: &Db, cfg: &Config, job: Leased) {
 }
 
 /// Dispatch on the closed set of job kinds: adding a kind without a handler does not compile.
-async fn handle(db: &Db, cfg: &Config, job: &Leased) -> Result<(), String> {
+async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased) -> Result<(), String> {
+    let db: &Db = repo.db();
     match job.kind {
         JobKind::UinPoolRefill => {
             let batch = job.payload["batch"].as_u64().and_then(|b| u32::try_from(b).ok()).unwrap_or(cfg.uin_pool.refill_batch);
             let mut rng = rand::rngs::StdRng::from_os_rng();
             uin_pool::refill(db, &cfg.uin, &mut rng, batch, now_ms()).await.map(|_| ()).map_err(|e| e.to_string())
         }
+        JobKind::RewrapKeys => {
+            let n = repo.rewrap_keys(target_key(job)?).await.map_err(|e| e.to_string())?;
+            tracing::info!(rewrapped = n, "data keys re-wrapped under the current identity key");
+            Ok(())
+        }
+        JobKind::ReindexLookups => {
+            let n = repo.reindex_lookups(target_key(job)?).await.map_err(|e| e.to_string())?;
+            tracing::info!(identities = n, "lookup digests moved to the current lookup key");
+            Ok(())
+        }
+        JobKind::DestroyDataKey => {
+            let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
+            repo.destroy_data_key(id).await.map(|_| ()).map_err(|e| e.to_string())
+        }
     }
+}
+
+/// The key version a rotation queued a job for (`{"key": "identity.v2"}`), if named.
+fn target_key(job: &Leased) -> Result<Option<tessera_crypto::KeyId>, String> {
+    job.payload["key"].as_str().map(tessera_crypto::KeyId::parse).transpose().map_err(|e| e.to_string())
 }
 
 fn hostname() -> String {

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessera_testkit::{TestDb, mosip};
+use tessera_testkit::{TestDb, exec_sql, mosip};
 
 fn tessera(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
@@ -133,9 +133,14 @@ fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = cmd.spawn().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
+    // Every log line is also kept in a file beside the data directory, for the tests that
+    // search the logs for what must never be there.
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
     std::thread::spawn(move || {
+        use std::io::Write;
         let mut sent = false;
         for line in stderr.lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
             if !sent
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["fields"]["message"] == "listening"
@@ -329,4 +334,212 @@ fn keystore_from_a_passphrase() {
     assert!(ok);
     let (ok, _, err) = stdout_of(tessera(dir.path()).args(["keys", "list"]).env(pass.0, "a different passphrase"));
     assert!(!ok && err.contains("master key does not open"), "{err}");
+}
+
+/// Markers that must never appear outside ciphertext: unique strings in a name, an address, a
+/// phone number and an e-mail address, created through the API and through import.
+const CANARIES: [&str; 7] =
+    ["Qzxcanaryname", "Qzxcanaryaddress", "99170031337", "qzxcanarymail", "Qzxcanaryimport", "99170031338", "Qzxcanaryerased"];
+
+/// The forms a marker could take in a file: UTF-8, UTF-16 (both byte orders), and base64 at
+/// each of the three alignments (only the characters that depend on the marker alone).
+fn forms(marker: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let m = marker.as_bytes();
+    let mut out = vec![m.to_vec()];
+    out.push(marker.encode_utf16().flat_map(u16::to_le_bytes).collect());
+    out.push(marker.encode_utf16().flat_map(u16::to_be_bytes).collect());
+    for p in 0..3usize {
+        let mut padded = vec![0u8; p];
+        padded.extend_from_slice(m);
+        let enc = base64::engine::general_purpose::STANDARD.encode(&padded);
+        let (from, to) = (4 * p.div_ceil(3), 4 * ((p + m.len()) / 3));
+        out.push(enc.as_bytes()[from..to].to_vec());
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// The first marker found in `bytes`, in any of its forms.
+fn find_canary(bytes: &[u8]) -> Option<&'static str> {
+    CANARIES.into_iter().find(|c| forms(c).iter().any(|f| bytes.windows(f.len()).any(|w| w == f.as_slice())))
+}
+
+fn assert_no_canary(what: &str, bytes: &[u8]) {
+    if let Some(c) = find_canary(bytes) {
+        panic!("marker {c} (a form of it) found in {what}");
+    }
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut req = c.request(method.parse().unwrap(), url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
+
+fn canary_person(name: &str, address: &str, phone: &str) -> serde_json::Value {
+    serde_json::json!({
+        "fullName": [{"language": "eng", "value": name}],
+        "dateOfBirth": "1979-03-02",
+        "gender": "female",
+        "addressLine1": [{"language": "eng", "value": address}],
+        "city": [{"language": "eng", "value": "Labe"}],
+        "region": [{"language": "eng", "value": "Labe"}],
+        "phone": phone
+    })
+}
+
+/// The issue's acceptance, end to end through the binary: records created through the API and
+/// through import, a key rotation while the server runs, erasure, audit verification and
+/// tampering; then no marker anywhere in the data directory, logs (or `pg_dump`).
+fn identity_repository_end_to_end(db: Option<&TestDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db_args: Vec<String> = db.map(|t| vec!["--database-url".to_owned(), t.url().to_owned()]).unwrap_or_default();
+    let db_args: Vec<&str> = db_args.iter().map(String::as_str).collect();
+    let (ok, out, err) = stdout_of(tessera(d).arg("init").arg("--json").args(&db_args));
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let admin = summary["admin_token"].as_str().unwrap().to_owned();
+    // Only once: a second init issues no new token.
+    let (_, out, _) = stdout_of(tessera(d).arg("init").arg("--json").args(&db_args));
+    assert!(!out.contains("admin_token"));
+
+    let mut server = serve(d, &db_args, &[("TESSERA_LOG", "debug"), ("TESSERA_WORKER__POLL_INTERVAL_MS", "50")]);
+    let base = server.base.clone();
+    let (s, _) = call("POST", &format!("{base}/v1/identities"), "tsr_wrong", Some(serde_json::json!({})));
+    assert_eq!(s, 401);
+    let body = serde_json::json!({"record": canary_person("Qzxcanaryname", "Qzxcanaryaddress", "+99170031337"), "reason": "test"});
+    let (s, a) = call("POST", &format!("{base}/v1/identities"), &admin, Some(body));
+    assert_eq!(s, 201, "{a}");
+    let uin_a = a["uin"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        "PATCH",
+        &format!("{base}/v1/identities/{uin_a}"),
+        &admin,
+        Some(serde_json::json!({"record": {"email": "qzxcanarymail@example.org"}})),
+    );
+    assert_eq!(s, 200);
+
+    // Import: one good line, one bad (reported by number, values not echoed), one repeated.
+    let line = |r: &str, p: serde_json::Value| serde_json::json!({"external_ref": r, "record": p}).to_string();
+    let mut bad = canary_person("Qzxcanaryimport", "x", "+99170031338");
+    bad["gender"] = serde_json::json!("Qzxcanaryimport");
+    let file = d.join("register.jsonl");
+    std::fs::write(
+        &file,
+        [line("R-1", canary_person("Qzxcanaryimport", "Qzxcanaryaddress", "+99170031338")), line("R-2", bad), String::new()].join("\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = stdout_of(tessera(d).args(["identity", "import", file.to_str().unwrap()]).args(&db_args));
+    assert!(!ok && err.contains("line 2: /record/gender not_allowed_value") && !err.contains("Qzxcanary"), "{out}{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["imported"], 1);
+    let (_, out, _) = stdout_of(tessera(d).args(["identity", "import", file.to_str().unwrap()]).args(&db_args));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["already_present"], 1, "a rerun creates nothing");
+
+    // Rotation while the server runs: old and new records both read; different key versions.
+    let (ok, out, err) = stdout_of(tessera(d).args(["keys", "rotate", "identity"]).args(&db_args));
+    assert!(ok && out.trim() == "identity.v2", "{err}");
+    std::thread::sleep(Duration::from_millis(1100)); // the server notices within REFRESH_EVERY
+    let body = serde_json::json!({"record": canary_person("Qzxcanaryerased", "Qzxcanaryaddress", "+99170031337")});
+    let (s, c) = call("POST", &format!("{base}/v1/identities"), &admin, Some(body));
+    assert_eq!(s, 201);
+    let uin_c = c["uin"].as_str().unwrap().to_owned();
+    let (_, got_c) = call("GET", &format!("{base}/v1/identities/{uin_c}"), &admin, None);
+    assert_eq!(
+        (got_c["record"]["fullName"][0]["value"].as_str(), got_c["sealed_with"].as_str()),
+        (Some("Qzxcanaryerased"), Some("identity.v2"))
+    );
+    let (_, got_a) = call("GET", &format!("{base}/v1/identities/{uin_a}"), &admin, None);
+    assert_eq!(got_a["record"]["fullName"][0]["value"], "Qzxcanaryname");
+    // The re-wrap job queued by the rotation moves the old record's key to v2.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, got) = call("GET", &format!("{base}/v1/identities/{uin_a}"), &admin, None);
+        if got["sealed_with"] == "identity.v2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "re-wrap job did not run: {got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Erasure.
+    let (s, _) = call("DELETE", &format!("{base}/v1/identities/{uin_c}"), &admin, None);
+    assert_eq!(s, 204);
+    let (s, e) = call("GET", &format!("{base}/v1/identities/{uin_c}"), &admin, None);
+    assert_eq!((s, e["error"]["code"].as_str()), (410, Some("identity_erased")));
+
+    // Positive controls: the search finds markers in the import file, and in encoded forms.
+    assert!(find_canary(&std::fs::read(&file).unwrap()).is_some());
+    for p in ["", "x", "xy"] {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{p}Qzxcanaryname!"));
+        assert_eq!(find_canary(format!("..{b}..").as_bytes()), Some("Qzxcanaryname"), "base64 after {p:?}");
+    }
+    let utf16: Vec<u8> = "Qzxcanaryname".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert_eq!(find_canary(&utf16), Some("Qzxcanaryname"));
+
+    // Markers: while the server runs (the SQLite WAL is there) and after it stopped.
+    let scan = || {
+        for f in files_under(d).into_iter().filter(|f| f != &file) {
+            assert_no_canary(&f.display().to_string(), &std::fs::read(&f).unwrap());
+        }
+    };
+    scan();
+    assert!(terminate(&mut server).success());
+    scan();
+    if let Some((server_url, schema)) = db.and_then(TestDb::pg_server_and_schema) {
+        let dump = Command::new(pg_dump()).args(["--dbname", server_url, "--schema", schema, "--data-only"]).output().unwrap();
+        assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+        assert!(dump.stdout.len() > 1000, "the dump holds the test's data");
+        assert_no_canary("pg_dump", &dump.stdout);
+    }
+
+    // Erased even with every file in hand: the vault no longer holds the data key.
+    let (ok, out, err) = stdout_of(tessera(d).args(["audit", "verify"]).args(&db_args));
+    assert!(ok, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["entries"].as_i64().unwrap() >= 10 && v["checkpoints"].as_u64().unwrap() >= 1, "{v}");
+    // One changed byte of one entry: verify fails and names it.
+    let url = db.map_or_else(|| format!("sqlite://{}", d.join("tessera-data/tessera.db").display()), |t| t.url().to_owned());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(exec_sql(&url, "UPDATE audit_log SET action = 'identity.rebd' WHERE seq = 4"));
+    let (ok, _, err) = stdout_of(tessera(d).args(["audit", "verify"]).args(&db_args));
+    assert!(!ok && err.contains("entry 4 was altered"), "{err}");
+}
+
+fn pg_dump() -> String {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|r| r.flatten().map(|e| e.path().join("bin/pg_dump")).filter(|p| p.exists()).collect())
+        .unwrap_or_default();
+    found.sort();
+    found.pop().map_or_else(|| "pg_dump".to_owned(), |p| p.display().to_string())
+}
+
+#[test]
+fn identity_repository_end_to_end_sqlite() {
+    identity_repository_end_to_end(None);
+}
+
+#[test]
+fn identity_repository_end_to_end_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(TestDb::postgres());
+    identity_repository_end_to_end(Some(&db));
 }

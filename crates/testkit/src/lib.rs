@@ -78,6 +78,13 @@ impl TestDb {
         &self.url
     }
 
+    /// For PostgreSQL: the server URL (without the schema option) and the test's schema, e.g.
+    /// to run `pg_dump --schema` over exactly what the test wrote.
+    #[must_use]
+    pub fn pg_server_and_schema(&self) -> Option<(&str, &str)> {
+        self.pg_schema.as_ref().map(|(b, s)| (b.as_str(), s.as_str()))
+    }
+
     /// A scratch directory private to this test (blobs, config files), removed on drop.
     #[must_use]
     pub fn scratch_dir(&self) -> PathBuf {
