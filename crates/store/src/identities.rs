@@ -7,7 +7,7 @@ use crate::{Db, Result, StoreError, Tx, UnixMillis};
 /// sqlx's SQLite driver looks up each bind's parameter name among all of them, so a statement's
 /// bind cost grows with the square of its bind count (measured: 12,000 binds spent 58% of an
 /// import in `sqlite3_bind_parameter_name`).
-pub(crate) const BINDS_PER_STATEMENT: usize = 360;
+pub(crate) const BINDS_PER_STATEMENT: usize = 240;
 
 /// Rows per multi-row statement of `cols` binds each.
 pub(crate) const fn rows_per_statement(cols: usize) -> usize {
