@@ -16,7 +16,8 @@ use tessera_store::uin_pool::PoolConfig;
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "tessera.toml";
 /// Environment variables that are not configuration keys (read elsewhere, or by tests).
-const ENV_NOT_CONFIG: &[&str] = &["config", "log", "test_database_url", "master_key", "master_passphrase"];
+const ENV_NOT_CONFIG: &[&str] =
+    &["config", "log", "test_database_url", "test_pkcs11_module", "master_key", "master_passphrase", "pkcs11_pin"];
 
 /// Which parts of the system this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -58,10 +59,27 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Which keystore holds the keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeystoreKind {
+    /// A file in the keystore directory, sealed by the master key (the embedded default).
+    #[default]
+    Software,
+    /// A PKCS#11 token (an HSM): keys are generated in it and never leave it. The user PIN comes
+    /// from `TESSERA_PKCS11_PIN`.
+    Pkcs11,
+}
+
 /// Where keys live, and the key vault of per-person data keys.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeystoreConfig {
+    pub kind: KeystoreKind,
+    /// PKCS#11: the module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub pkcs11_module: Option<PathBuf>,
+    /// PKCS#11: the label of the token holding Tessera's keys.
+    pub pkcs11_token: Option<String>,
     /// The keystore directory. Empty: `<data_dir>/keystore`.
     pub dir: Option<PathBuf>,
     /// The master key file, used when neither TESSERA_MASTER_KEY nor TESSERA_MASTER_PASSPHRASE
@@ -200,6 +218,9 @@ impl Config {
             .is_some_and(|u| !(u.starts_with("sqlite:") || u.starts_with("postgres:") || u.starts_with("postgresql:")))
         {
             problems.push("keystore.vault_url must start with sqlite: or postgres:".to_owned());
+        }
+        if self.keystore.kind == KeystoreKind::Pkcs11 && (self.keystore.pkcs11_module.is_none() || self.keystore.pkcs11_token.is_none()) {
+            problems.push("keystore.kind = \"pkcs11\" needs keystore.pkcs11_module and keystore.pkcs11_token".to_owned());
         }
         if let Err(e) = self.uin.check_config() {
             problems.push(format!("uin: {e}"));

@@ -5,7 +5,7 @@
 //!    `<data-dir>.master-key`, never inside it, so a copied data directory alone opens nothing).
 //!    On first start it is created (0600) with a warning: production uses 1, 2 or an HSM.
 
-use crate::config::Config;
+use crate::config::{Config, KeystoreKind};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,19 @@ use tessera_crypto::{Keystore, MasterKey, SoftwareKeystore};
 
 pub const MASTER_KEY_VAR: &str = "TESSERA_MASTER_KEY";
 pub const PASSPHRASE_VAR: &str = "TESSERA_MASTER_PASSPHRASE";
+pub const PKCS11_PIN_VAR: &str = "TESSERA_PKCS11_PIN";
+
+/// The PKCS#11 settings, when the keystore is a token.
+fn pkcs11_config(cfg: &Config) -> anyhow::Result<Option<tessera_crypto::Pkcs11Config>> {
+    if cfg.keystore.kind != KeystoreKind::Pkcs11 {
+        return Ok(None);
+    }
+    let (Some(module), Some(token)) = (&cfg.keystore.pkcs11_module, &cfg.keystore.pkcs11_token) else {
+        bail!("keystore.kind = \"pkcs11\" needs keystore.pkcs11_module and keystore.pkcs11_token");
+    };
+    let pin = std::env::var(PKCS11_PIN_VAR).map_err(|_| anyhow::anyhow!("set {PKCS11_PIN_VAR} to the token's user PIN"))?;
+    Ok(Some(tessera_crypto::Pkcs11Config { module: module.clone(), token_label: token.clone(), pin: zeroize::Zeroizing::new(pin) }))
+}
 
 /// Where the keystore lives.
 #[must_use]
@@ -60,6 +73,12 @@ fn master_source(cfg: &Config) -> MasterSource {
 /// # Errors
 /// A wrong or missing master key for an existing keystore, or I/O errors.
 pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(Arc<dyn Keystore>, Option<String>)> {
+    if let Some(p) = pkcs11_config(cfg)? {
+        let token = p.token_label.clone();
+        // Idempotent: generates version 1 of any purpose the token does not hold yet.
+        let ks = tessera_crypto::Pkcs11Keystore::create(p, now_ms).with_context(|| format!("cannot open the PKCS#11 token {token:?}"))?;
+        return Ok((Arc::new(ks), None));
+    }
     let dir = keystore_dir(cfg);
     if SoftwareKeystore::exists(&dir) {
         return Ok((open(cfg)?, None));
@@ -97,6 +116,10 @@ pub fn open_or_create(cfg: &Config, now_ms: i64) -> anyhow::Result<(Arc<dyn Keys
 /// # Errors
 /// No keystore, no master key, or the wrong one.
 pub fn open(cfg: &Config) -> anyhow::Result<Arc<dyn Keystore>> {
+    if let Some(p) = pkcs11_config(cfg)? {
+        let token = p.token_label.clone();
+        return Ok(Arc::new(tessera_crypto::Pkcs11Keystore::open(p).with_context(|| format!("cannot open the PKCS#11 token {token:?}"))?));
+    }
     let dir = keystore_dir(cfg);
     if !SoftwareKeystore::exists(&dir) {
         bail!("no keystore in {} (run `tessera init`)", dir.display());

@@ -390,6 +390,13 @@ async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
         tracing::warn!("{note}");
     }
     let vault_url = keys::vault_url(cfg);
+    if let Some(parent) = vault_url
+        .strip_prefix("sqlite://")
+        .map(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)))
+        .and_then(std::path::Path::parent)
+    {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     let vault = tessera_store::Vault::open(&vault_url)
         .await
         .with_context(|| format!("cannot open the key vault {}", config::mask_url(&vault_url)))?;

@@ -543,3 +543,65 @@ fn identity_repository_end_to_end_postgres() {
     let db = rt.block_on(TestDb::postgres());
     identity_repository_end_to_end(Some(&db));
 }
+
+/// The keystore in an HSM (SoftHSM2, which `cargo xtask ci` installs and configures): no key
+/// file anywhere, identities sealed and read back, rotation, audit checkpoints signed in the token.
+#[test]
+fn keystore_in_a_pkcs11_token() {
+    let module = std::env::var("TESSERA_TEST_PKCS11_MODULE")
+        .expect("TESSERA_TEST_PKCS11_MODULE is not set: run the tests with `cargo xtask ci`, which installs and configures SoftHSM2");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let label = format!("cli-{}", std::process::id());
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", &label, "--pin", "4321", "--so-pin", "87654321"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let hsm = |c: &mut Command| {
+        c.env("TESSERA_KEYSTORE__KIND", "pkcs11")
+            .env("TESSERA_KEYSTORE__PKCS11_MODULE", &module)
+            .env("TESSERA_KEYSTORE__PKCS11_TOKEN", &label)
+            .env("TESSERA_PKCS11_PIN", "4321");
+    };
+    let mut c = tessera(d);
+    c.args(["init", "--json"]);
+    hsm(&mut c);
+    let (ok, out, err) = stdout_of(&mut c);
+    assert!(ok, "{err}");
+    assert!(out.contains("admin_token"));
+    assert!(!d.join("tessera-data.master-key").exists() && !d.join("tessera-data/keystore/keys.json").exists(), "no key file with an HSM");
+
+    let file = d.join("one.jsonl");
+    std::fs::write(
+        &file,
+        serde_json::json!({"external_ref": "H-1", "record": canary_person("Hsm Person", "1 Road", "+224620000009")}).to_string(),
+    )
+    .unwrap();
+    let mut c = tessera(d);
+    c.args(["identity", "import", file.to_str().unwrap()]);
+    hsm(&mut c);
+    let (ok, out, err) = stdout_of(&mut c);
+    assert!(ok && out.contains("\"imported\":1"), "{out}{err}");
+    let mut c = tessera(d);
+    c.args(["keys", "rotate", "identity"]);
+    hsm(&mut c);
+    let (ok, out, err) = stdout_of(&mut c);
+    assert!(ok && out.trim() == "identity.v2", "{err}");
+    let mut c = tessera(d);
+    c.args(["audit", "checkpoint"]);
+    hsm(&mut c);
+    assert!(stdout_of(&mut c).0);
+    let mut c = tessera(d);
+    c.args(["audit", "verify"]);
+    hsm(&mut c);
+    let (ok, out, err) = stdout_of(&mut c);
+    assert!(ok && out.contains("\"signed_through\""), "{out}{err}");
+    // A wrong PIN opens nothing.
+    let mut c = tessera(d);
+    c.args(["keys", "list"]);
+    hsm(&mut c);
+    c.env("TESSERA_PKCS11_PIN", "0000");
+    let (ok, _, err) = stdout_of(&mut c);
+    assert!(!ok && err.contains("PKCS#11"), "{err}");
+}
