@@ -213,44 +213,11 @@ fn write_combined(b: &BenchArgs, name: &str, results: Vec<(String, serde_json::V
 /// Builds the release binary and runs `tessera bench uin-pool` against each database, then
 /// prints one table. The binary does the measuring, so the numbers are those of the shipped code.
 fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
-    run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
-    let exe = target.join("release/tessera");
-    std::fs::create_dir_all(&b.out).map_err(|e| format!("cannot create {}: {e}", b.out.display()))?;
-    let scratch = std::env::temp_dir().join(format!("tessera-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-
-    let mut runs: Vec<(String, String)> = Vec::new();
-    let mut _cluster = None;
-    if let Some(url) = &b.database_url {
-        runs.push((label(url), url.clone()));
-    } else {
-        runs.push(("sqlite".into(), format!("sqlite://{}", scratch.join("bench.db").display())));
-        let (c, url) = pg::from_env_or_start(pg::Durability::Full)?;
-        _cluster = Some(c);
-        runs.push(("postgres".into(), url));
-    }
-    let mut results = Vec::new();
-    for (name, url) in &runs {
-        let out = b.out.join(format!("uin-pool-{name}.json"));
-        run(Command::new(&exe).args([
-            "bench",
-            "uin-pool",
-            "--database-url",
-            url,
-            "--workers",
-            &b.workers.to_string(),
-            "--count",
-            &b.count.to_string(),
-            "--json",
-            out.to_str().unwrap_or_default(),
-        ]))?;
-        let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
-        results.push((name.clone(), v));
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-
+    let results = bench_each_database(b, "uin-pool", |url, out| {
+        ["bench", "uin-pool", "--database-url", url, "--workers", &b.workers.to_string(), "--count", &b.count.to_string(), "--json", out]
+            .map(str::to_owned)
+            .to_vec()
+    })?;
     println!("\n| database | workers | allocations | allocs/s | refill UINs/s | duplicates |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, v) in &results {
@@ -263,11 +230,9 @@ fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
             v["duplicates"]
         );
     }
-    let combined = b.out.join("uin-pool.json");
-    let all: serde_json::Map<String, serde_json::Value> = results.into_iter().collect();
-    std::fs::write(&combined, serde_json::to_string_pretty(&all).unwrap_or_default()).map_err(|e| e.to_string())?;
-    println!("\nJSON: {}", combined.display());
-    if all.values().any(|v| v["duplicates"] != 0) {
+    let duplicates = results.iter().any(|(_, v)| v["duplicates"] != 0);
+    write_combined(b, "uin-pool", results)?;
+    if duplicates {
         return Err("duplicate UINs were allocated".into());
     }
     Ok(())
