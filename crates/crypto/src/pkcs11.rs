@@ -551,6 +551,10 @@ impl Keystore for Pkcs11Keystore {
             .collect()
     }
 
+    fn refresh(&self) {
+        self.refresh_if_older(Duration::ZERO);
+    }
+
     fn current(&self, purpose: Purpose) -> KeyId {
         self.refresh_if_older(REFRESH_AFTER);
         let cache = self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
