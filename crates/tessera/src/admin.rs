@@ -158,6 +158,29 @@ fn parse_line(n: u64, text: &str) -> Result<ImportLine, LineError> {
     })
 }
 
+/// A written batch's report, with the lines that failed to parse before it ran.
+type BatchDone = (tessera_idrepo::ImportReport, Vec<LineError>);
+
+/// Running totals of an import.
+#[derive(Default)]
+struct Tally {
+    imported: u64,
+    present: u64,
+    invalid: u64,
+}
+
+impl Tally {
+    /// Adds one finished batch: its report, and the lines that failed to parse before it ran.
+    fn absorb(&mut self, (r, mut bad): BatchDone) {
+        bad.extend(r.invalid);
+        bad.sort_by_key(|e| e.line);
+        report_invalid(&bad);
+        self.imported += r.imported;
+        self.present += r.already_present;
+        self.invalid += bad.len() as u64;
+    }
+}
+
 fn report_invalid(errors: &[LineError]) {
     let mut err = std::io::stderr().lock();
     for e in errors {
@@ -177,9 +200,10 @@ pub async fn identity_command(cfg: &Config, repo: &IdRepo, cmd: IdentityCmd) -> 
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
     let actor = Actor::cli();
     let started = Instant::now();
-    let (mut imported, mut present, mut invalid, mut lines, mut read_bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut tally, mut lines, mut read_bytes) = (Tally::default(), 0u64, 0u64);
     let mut last_progress = Instant::now();
     let mut buf = String::new();
+    let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<BatchDone>>> = None;
     loop {
         let mut pending = Vec::with_capacity(batch);
         let mut bad = Vec::new();
@@ -212,23 +236,33 @@ pub async fn identity_command(cfg: &Config, repo: &IdRepo, cmd: IdentityCmd) -> 
             let n = cfg.uin_pool.refill_batch.max(u32::try_from(batch * 4).unwrap_or(u32::MAX)).min(uin_pool::REFILL_BATCH_MAX);
             uin_pool::refill(repo.db(), &cfg.uin, &mut <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng(), n, now_ms()).await?;
         }
-        let r = repo
-            .import_batch(&actor, pending, now_ms())
-            .await
-            .context("import batch failed; nothing of it was written, rerun to resume")?;
-        bad.extend(r.invalid);
-        bad.sort_by_key(|e| e.line);
-        report_invalid(&bad);
-        imported += r.imported;
-        present += r.already_present;
-        invalid += bad.len() as u64;
+        // Batch N is written while batch N+1 is read and parsed: wait for the one in flight,
+        // then start this one.
+        if let Some(done) = in_flight.take() {
+            tally.absorb(done.await.context("import task panicked")??);
+        }
+        let (repo2, actor2) = (repo.clone(), actor.clone());
+        in_flight = Some(tokio::spawn(async move {
+            let r = repo2
+                .import_batch(&actor2, pending, now_ms())
+                .await
+                .context("import batch failed; nothing of it was written, rerun to resume")?;
+            Ok::<_, anyhow::Error>((r, bad))
+        }));
         if last_progress.elapsed().as_secs() >= 1 {
             last_progress = Instant::now();
             #[allow(clippy::cast_precision_loss)]
             let pct = read_bytes as f64 * 100.0 / total_bytes as f64;
-            eprintln!("progress: {pct:.0}% — {lines} lines, {imported} imported, {present} already present, {invalid} invalid");
+            eprintln!(
+                "progress: {pct:.0}% — {lines} lines, {} imported, {} already present, {} invalid",
+                tally.imported, tally.present, tally.invalid
+            );
         }
     }
+    if let Some(done) = in_flight.take() {
+        tally.absorb(done.await.context("import task panicked")??);
+    }
+    let Tally { imported, present, invalid } = tally;
     let secs = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let rate = if secs > 0.0 { imported as f64 / secs } else { 0.0 };
