@@ -90,7 +90,9 @@ pub struct VersionDto {
     pub at_ms: i64,
     /// Who: `token:<id>`, `cli`, `system`.
     pub actor: String,
-    pub reason: String,
+    /// Why (only for roles that may read records: a reason can name people).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The record at this version (only for roles that may read records).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -217,7 +219,13 @@ pub async fn versions(State(state): State<AppState>, caller: Caller, Path(uin): 
     Ok(Json(Versions {
         versions: versions
             .into_iter()
-            .map(|v| VersionDto { version: v.version, at_ms: v.at_ms, actor: v.actor, reason: v.reason, record: v.record })
+            .map(|v| VersionDto {
+                version: v.version,
+                at_ms: v.at_ms,
+                actor: v.actor,
+                reason: with_records.then_some(v.reason),
+                record: v.record,
+            })
             .collect(),
     }))
 }

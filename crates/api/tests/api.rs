@@ -173,6 +173,8 @@ async fn tokens_and_roles_are_enforced(url: &str) {
     // Auditors see history without records.
     let v: Value = app.req(M::GET, &format!("{path}/versions"), &auditor).send().await.unwrap().json().await.unwrap();
     assert!(v["versions"][0].get("record").is_none() && v["versions"][0]["actor"].as_str().unwrap().starts_with("token:"), "{v}");
+    // Nor the reason, which may name people.
+    assert!(v["versions"][0].get("reason").is_none(), "{v}");
 
     // Revoked and expired tokens.
     let rows = tessera_store::api_tokens::list(&app.db).await.unwrap();

@@ -34,7 +34,7 @@ impl IdRepo {
     /// Storage and crypto errors (work done so far stays done).
     pub async fn rewrap_keys(&self, target: Option<KeyId>) -> Result<u64> {
         let ks = self.keystore();
-        let current = self.current_at_least(Purpose::Identity, target)?;
+        let mut current = self.current_at_least(Purpose::Identity, target)?;
         let mut done = 0;
         loop {
             let batch = self.vault().not_under(&current.to_string(), MAINTENANCE_BATCH).await?;
@@ -45,6 +45,11 @@ impl IdRepo {
                 let ctx = crate::records::dek_context(&old.identity_id);
                 let dek = ks.unwrap(&WrappedKey { kek: KeyId::parse(&old.kek)?, bytes: old.wrapped.clone() }, &ctx)?;
                 let new = ks.wrap(&dek, &ctx)?;
+                // Another rotation while this runs: chase the newest key from here on, so rows
+                // already under it are not selected (and re-wrapped) again and again.
+                if new.kek.version > current.version {
+                    current = new.kek;
+                }
                 let new = VaultEntry { identity_id: old.identity_id.clone(), kek: new.kek.to_string(), wrapped: new.bytes };
                 if self.vault().rewrap(&old, &new).await? {
                     done += 1;

@@ -265,6 +265,15 @@ impl IdRepo {
     /// `Invalid` (schema), `BadRequest`, `DuplicateExternalRef`, `uin_pool_empty`, storage and
     /// crypto errors.
     pub async fn create(&self, actor: &Actor, new: NewRecord, now: UnixMillis) -> Result<Created> {
+        let result = self.create_inner(actor, new, now).await;
+        // Successful creates are audited in their own transaction; refused ones here.
+        if result.is_err() {
+            self.audit_outcome(actor, "identity.create", "", &result, now).await?;
+        }
+        result
+    }
+
+    async fn create_inner(&self, actor: &Actor, new: NewRecord, now: UnixMillis) -> Result<Created> {
         check_reason(&new.reason)?;
         if let Some(r) = &new.external_ref {
             check_external_ref(r)?;
@@ -447,6 +456,14 @@ impl IdRepo {
     /// # Errors
     /// `NotFound`, `Gone` (already erased), storage errors.
     pub async fn erase(&self, actor: &Actor, uin: &Uin, now: UnixMillis) -> Result<()> {
+        let result = self.erase_inner(actor, uin, now).await;
+        if result.is_err() {
+            self.audit_outcome(actor, "identity.erase", "", &result, now).await?;
+        }
+        result
+    }
+
+    async fn erase_inner(&self, actor: &Actor, uin: &Uin, now: UnixMillis) -> Result<()> {
         let row = self.resolve(uin).await?;
         let mut tx = self.inner.db.begin().await?;
         if !identities::erase(&mut tx, &row.id, now).await? {

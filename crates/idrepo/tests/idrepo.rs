@@ -266,7 +266,21 @@ async fn audit_verify_names_the_altered_entry(url: &str) {
     assert!(v.problems.iter().any(|p| p.starts_with("entries 4..4 are missing")), "{v:?}");
 }
 
+async fn removing_checkpoints_to_hide_a_rewrite_is_reported(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    uin_pool::refill(f.repo.db(), &IdRules::uin_default(), &mut rng, 1000, NOW).await.unwrap();
+    let lines: Vec<ImportLine> = (0..1000).map(|i| line(i + 1, &format!("C-{i}"), person("Many"))).collect();
+    assert_eq!(f.repo.import_batch(&Actor::cli(), lines, NOW).await.unwrap().imported, 1000);
+    let v = audit::verify(f.repo.db(), &*f.ks).await.unwrap();
+    assert!(v.ok() && v.signed_through == 1000, "{v:?}");
+    exec_sql(&f.url, "DELETE FROM audit_checkpoints WHERE seq = 1000").await;
+    let v = audit::verify(f.repo.db(), &*f.ks).await.unwrap();
+    assert!(v.problems.iter().any(|p| p.starts_with("checkpoint at entry 1000 is missing")), "{v:?}");
+}
+
 storage_tests!(
+    removing_checkpoints_to_hide_a_rewrite_is_reported,
     create_read_update_and_versions,
     invalid_records_and_duplicate_external_refs,
     attachments_are_sealed_and_read_back,

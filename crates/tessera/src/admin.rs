@@ -202,14 +202,14 @@ pub async fn identity_command(cfg: &Config, repo: &IdRepo, cmd: IdentityCmd) -> 
     let started = Instant::now();
     let (mut tally, mut lines, mut read_bytes) = (Tally::default(), 0u64, 0u64);
     let mut last_progress = Instant::now();
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<BatchDone>>> = None;
     loop {
         let mut pending = Vec::with_capacity(batch);
         let mut bad = Vec::new();
         while pending.len() < batch {
             buf.clear();
-            let n = reader.read_line(&mut buf).with_context(|| format!("cannot read {}", file.display()))?;
+            let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("cannot read {}", file.display()))?;
             if n == 0 {
                 break;
             }
@@ -219,7 +219,11 @@ pub async fn identity_command(cfg: &Config, repo: &IdRepo, cmd: IdentityCmd) -> 
                 bad.push(LineError::one(lines, "", "line_too_long", "line longer than 16 MiB"));
                 continue;
             }
-            let text = buf.trim();
+            let Ok(text) = std::str::from_utf8(&buf) else {
+                bad.push(LineError::one(lines, "", "line_not_utf8", "the line is not valid UTF-8"));
+                continue;
+            };
+            let text = text.trim();
             if text.is_empty() {
                 continue;
             }
