@@ -94,8 +94,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let file = opts.get_filename().to_path_buf();
             let pool =
                 SqlitePoolOptions::new().max_connections(SQLITE_POOL_MAX).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(opts).await?;
+            make_private(&file);
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?.application_name("tessera");
@@ -185,6 +187,26 @@ impl Db {
     /// Closes every pooled connection (graceful shutdown).
     pub async fn close(&self) {
         crate::on!(self, p => p.close().await);
+    }
+}
+
+/// The database file and its WAL and shared-memory files are readable by their owner only
+/// (SQLite creates them with the process umask, commonly 0644). Sealed data needs no secrecy,
+/// but ids, times and counts are nobody else's business either.
+fn make_private(db_file: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db_file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            if path.exists()
+                && let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(error = %e, "cannot make a database file private");
+            }
+        }
     }
 }
 

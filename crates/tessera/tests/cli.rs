@@ -294,6 +294,9 @@ fn keystore_lives_apart_from_its_master_key_and_rotates() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&keys_json).unwrap().permissions().mode() & 0o777, 0o600);
+        for db in ["tessera-data/tessera.db", "tessera-data/keystore/vault.db"] {
+            assert_eq!(std::fs::metadata(dir.path().join(db)).unwrap().permissions().mode() & 0o777, 0o600, "{db}");
+        }
     }
     let master = std::fs::read_to_string(&key_file).unwrap();
     assert!(!std::fs::read_to_string(&keys_json).unwrap().contains(master.trim()));
