@@ -1,0 +1,13 @@
+//! Tessera's biometric engine (issue #5, in progress): templates and matchers. The matching core
+//! is pure computation: no I/O, no clock, no randomness of its own.
+
+pub mod iris;
+
+/// Errors of template parsing and matching. Messages carry no biometric data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BioError {
+    #[error("an iris code must be {expected} bytes of code and {expected} bytes of mask, got {got}")]
+    IrisLength { expected: usize, got: usize },
+    #[error("too few unmasked bits in common to compare ({0})")]
+    TooFewBits(u32),
+}
