@@ -2,6 +2,8 @@
 //! is pure computation: no I/O, no clock, no randomness of its own.
 
 pub mod iris;
+pub mod iris_gallery;
+pub mod synth;
 
 /// Errors of template parsing and matching. Messages carry no biometric data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
