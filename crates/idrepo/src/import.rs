@@ -112,8 +112,9 @@ impl IdRepo {
         }
         // Idempotency: skip references already imported (by any lookup key version).
         let mut digest_owner = HashMap::new();
+        let keys = self.lookup_keys();
         for (i, r) in ready.iter().enumerate() {
-            for d in self.digests_all_versions(KIND_EXTERNAL_REF, &r.line.external_ref)? {
+            for d in self.digests_under(&keys, KIND_EXTERNAL_REF, &r.line.external_ref)? {
                 digest_owner.insert(d, i);
             }
         }

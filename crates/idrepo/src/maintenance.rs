@@ -74,9 +74,7 @@ impl IdRepo {
             }
             for id in ids {
                 let row = identities::get(self.db(), &id).await?.ok_or(RepoError::Corrupt("lookup entry without identity"))?;
-                let dek = self.data_key(&id).await?;
-                let v = identities::version(self.db(), &id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
-                let sealed = Self::open_version(&dek, &v)?;
+                let (_, _, sealed) = self.open_current(&row).await?;
                 let mut rows = vec![self.lookup_row(KIND_UIN, &sealed.uin, &id)?];
                 if let Some(r) = &sealed.external_ref {
                     rows.push(self.lookup_row(KIND_EXTERNAL_REF, r, &id)?);

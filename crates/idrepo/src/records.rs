@@ -131,14 +131,21 @@ pub(crate) fn check_external_ref(r: &str) -> Result<()> {
 }
 
 impl IdRepo {
-    fn lookup_keys(&self) -> Vec<KeyId> {
+    /// Every lookup key version still in the keystore.
+    pub(crate) fn lookup_keys(&self) -> Vec<KeyId> {
         self.inner.ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Lookup).map(|k| k.id).collect()
     }
 
     /// Digests of one identifier under every lookup key version (reads must find entries
     /// written before a rotation; the re-index job moves them to the current version).
     pub(crate) fn digests_all_versions(&self, kind: &str, value: &str) -> Result<Vec<Vec<u8>>> {
-        self.lookup_keys().into_iter().map(|k| Ok(lookup_digest(&*self.inner.ks, k, kind, value)?.to_vec())).collect()
+        self.digests_under(&self.lookup_keys(), kind, value)
+    }
+
+    /// Digests of one identifier under the given lookup keys (callers digesting many values
+    /// list the keys once).
+    pub(crate) fn digests_under(&self, keys: &[KeyId], kind: &str, value: &str) -> Result<Vec<Vec<u8>>> {
+        keys.iter().map(|k| Ok(lookup_digest(&*self.inner.ks, *k, kind, value)?.to_vec())).collect()
     }
 
     pub(crate) fn lookup_row(&self, kind: &str, value: &str, id: &str) -> Result<LookupRow> {
@@ -165,10 +172,19 @@ impl IdRepo {
         }
     }
 
-    pub(crate) async fn data_key(&self, id: &str) -> Result<DataKey> {
+    /// The person's data key, unwrapped, and the key-encryption key it is wrapped under.
+    pub(crate) async fn data_key(&self, id: &str) -> Result<(DataKey, KeyId)> {
         let entry = self.inner.vault.get(id).await?.ok_or(RepoError::Gone)?;
         let kek = KeyId::parse(&entry.kek)?;
-        Ok(self.inner.ks.unwrap(&WrappedKey { kek, bytes: entry.wrapped }, &dek_context(id))?)
+        Ok((self.inner.ks.unwrap(&WrappedKey { kek, bytes: entry.wrapped }, &dek_context(id))?, kek))
+    }
+
+    /// The current version of `row`, opened: its data key, that key's wrapping key, and the record.
+    pub(crate) async fn open_current(&self, row: &IdentityRow) -> Result<(DataKey, KeyId, Sealed)> {
+        let (dek, kek) = self.data_key(&row.id).await?;
+        let v = identities::version(&self.inner.db, &row.id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
+        let sealed = Self::open_version(&dek, &v)?;
+        Ok((dek, kek, sealed))
     }
 
     pub(crate) fn open_version(dek: &DataKey, row: &VersionRow) -> Result<Sealed> {
@@ -327,13 +343,10 @@ impl IdRepo {
 
     async fn read_current(&self, uin: &Uin) -> Result<Identity> {
         let row = self.resolve(uin).await?;
-        let dek = self.data_key(&row.id).await?;
-        let v = identities::version(&self.inner.db, &row.id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
-        let sealed = Self::open_version(&dek, &v)?;
+        let (_, kek, sealed) = self.open_current(&row).await?;
         if sealed.uin != uin.expose() {
             return Err(RepoError::Corrupt("lookup entry points at another person's record"));
         }
-        let kek = self.inner.vault.get(&row.id).await?.map(|e| e.kek).unwrap_or_default();
         Ok(Identity {
             uin: uin.clone(),
             id: row.id,
@@ -343,7 +356,7 @@ impl IdRepo {
             attachments: sealed.attachments.iter().map(|(r, a)| (r.clone(), a.bytes)).collect(),
             created_at_ms: row.created_at_ms,
             updated_at_ms: row.updated_at_ms,
-            sealed_with: kek,
+            sealed_with: kek.to_string(),
         })
     }
 
@@ -354,10 +367,7 @@ impl IdRepo {
     pub async fn attachment(&self, actor: &Actor, uin: &Uin, r#ref: &str, now: UnixMillis) -> Result<Vec<u8>> {
         let result = async {
             let row = self.resolve(uin).await?;
-            let dek = self.data_key(&row.id).await?;
-            let v =
-                identities::version(&self.inner.db, &row.id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
-            let sealed = Self::open_version(&dek, &v)?;
+            let (dek, _, sealed) = self.open_current(&row).await?;
             let a = sealed.attachments.get(r#ref).ok_or(RepoError::NotFound)?;
             let bytes = self.inner.blobs.get(&BlobKey::parse(&a.blob)?).await?;
             Ok::<_, RepoError>((row.id.clone(), dek.open(&attachment_aad(&row.id, &a.field, r#ref), &bytes)?))
@@ -400,9 +410,7 @@ impl IdRepo {
         if let Some(expected) = expected_version.filter(|e| *e != row.version) {
             return Err(RepoError::VersionConflict { expected, current: row.version });
         }
-        let dek = self.data_key(&row.id).await?;
-        let v = identities::version(&self.inner.db, &row.id, row.version).await?.ok_or(RepoError::Corrupt("current version missing"))?;
-        let mut sealed = Self::open_version(&dek, &v)?;
+        let (dek, _, mut sealed) = self.open_current(row).await?;
         let mut merged = Value::Object(sealed.record.clone());
         merge_patch(&mut merged, patch);
         let (record, refs) = self.check_record(&merged, &attachments, &sealed.attachments, now)?;
@@ -427,7 +435,7 @@ impl IdRepo {
     pub async fn versions(&self, actor: &Actor, uin: &Uin, with_records: bool, now: UnixMillis) -> Result<Vec<VersionInfo>> {
         let result = async {
             let row = self.resolve(uin).await?;
-            let dek = self.data_key(&row.id).await?;
+            let (dek, _) = self.data_key(&row.id).await?;
             let mut out = Vec::new();
             for v in identities::versions(&self.inner.db, &row.id).await? {
                 let reason = dek.open(&record_aad(&row.id, v.version, "reason"), &v.reason)?;
