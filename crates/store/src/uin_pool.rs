@@ -180,17 +180,26 @@ pub async fn allocate(tx: &mut Tx, rules: &IdRules, now: UnixMillis) -> Result<U
         let Some((text,)) = taken else {
             return Err(StoreError::UinPoolEmpty);
         };
-        match Uin::parse_with(&text, rules) {
-            Ok(uin) => return Ok(uin),
-            Err(rule) => {
-                tracing::warn!(rule = rule.code(), "retiring a pooled UIN that the current rules reject");
-                crate::on_tx!(tx, c => {
-                    sqlx::query("UPDATE uin_pool SET state = 'RETIRED' WHERE uin = $1").bind(&text).execute(c).await.map(|_| ())
-                })?;
-            }
+        if let Some(uin) = accept_or_retire(tx, rules, &text).await? {
+            return Ok(uin);
         }
     }
     Err(StoreError::Invalid("too many pooled UINs rejected by the current rules; refill the pool"))
+}
+
+/// A number just taken from the pool, if today's `rules` accept it; otherwise it is marked
+/// `RETIRED` (in the caller's transaction) so it is never handed out.
+async fn accept_or_retire(tx: &mut Tx, rules: &IdRules, text: &str) -> Result<Option<Uin>> {
+    match Uin::parse_with(text, rules) {
+        Ok(uin) => Ok(Some(uin)),
+        Err(rule) => {
+            tracing::warn!(rule = rule.code(), "retiring a pooled UIN that the current rules reject");
+            crate::on_tx!(tx, c => {
+                sqlx::query("UPDATE uin_pool SET state = 'RETIRED' WHERE uin = $1").bind(text).execute(c).await.map(|_| ())
+            })?;
+            Ok(None)
+        }
+    }
 }
 
 /// Marks an `ASSIGNED` number `ISSUED`, in the caller's transaction.
@@ -297,15 +306,7 @@ pub async fn issue_many(tx: &mut Tx, rules: &IdRules, n: usize, now: UnixMillis)
             return Err(StoreError::UinPoolEmpty);
         }
         for (text,) in taken {
-            match Uin::parse_with(&text, rules) {
-                Ok(uin) => out.push(uin),
-                Err(rule) => {
-                    tracing::warn!(rule = rule.code(), "retiring a pooled UIN that the current rules reject");
-                    crate::on_tx!(&mut *tx, c => {
-                        sqlx::query("UPDATE uin_pool SET state = 'RETIRED' WHERE uin = $1").bind(&text).execute(c).await.map(|_| ())
-                    })?;
-                }
-            }
+            out.extend(accept_or_retire(tx, rules, &text).await?);
         }
     }
     Err(StoreError::Invalid("too many pooled UINs rejected by the current rules; refill the pool"))
