@@ -369,7 +369,6 @@ async fn open_db(cfg: &Config) -> anyhow::Result<Db> {
 /// (created on first use, with a warning naming where its master key is) and the key vault,
 /// assembled into the identity repository.
 struct Opened {
-    db: Db,
     repo: tessera_idrepo::IdRepo,
     keystore_note: Option<String>,
 }
@@ -377,7 +376,7 @@ struct Opened {
 impl Opened {
     async fn close(&self) {
         self.repo.vault().close().await;
-        self.db.close().await;
+        self.repo.db().close().await;
     }
 }
 
@@ -400,8 +399,8 @@ async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
     let vault = tessera_store::Vault::open(&vault_url)
         .await
         .with_context(|| format!("cannot open the key vault {}", config::mask_url(&vault_url)))?;
-    let repo = tessera_idrepo::IdRepo::new(db.clone(), vault, blobs, keystore, std::sync::Arc::new(cfg.schema()?), cfg.uin.clone());
-    Ok(Opened { db, repo, keystore_note })
+    let repo = tessera_idrepo::IdRepo::new(db, vault, blobs, keystore, std::sync::Arc::new(cfg.schema()?), cfg.uin.clone());
+    Ok(Opened { repo, keystore_note })
 }
 
 /// Idempotent: writes the configuration file if missing and fills the UIN pool if low.
@@ -415,7 +414,7 @@ async fn init(cfg: &Config, opened: &Opened) -> anyhow::Result<serde_json::Value
         std::fs::write(&file, config::default_file_text(cfg)).with_context(|| format!("cannot write {}", file.display()))?;
         true
     };
-    let db = &opened.db;
+    let db = opened.repo.db();
     let stats = uin_pool::stats(db).await?;
     let filled = if stats.unused < i64::from(cfg.uin_pool.refill_threshold) {
         uin_pool::refill(db, &cfg.uin, &mut rand::rngs::StdRng::from_os_rng(), cfg.uin_pool.refill_batch, now_ms()).await?
@@ -448,7 +447,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let summary = init(&cfg, &opened).await?;
         tracing::info!(uin_pool_added = summary["uin_pool_added"].as_u64(), "data directory initialised");
     }
-    if tessera_store::api_tokens::count(&opened.db).await? == 0 {
+    if tessera_store::api_tokens::count(opened.repo.db()).await? == 0 {
         // Never a token in a log: the operator makes one with the CLI.
         tracing::warn!("no API tokens exist yet: create one with `tessera token create --name NAME --role admin`");
     }
