@@ -171,17 +171,36 @@ fn context(module: &Path) -> Result<Pkcs11, CryptoError> {
 /// Slots holding an initialised token labelled `label`. Slot enumeration is serialised across the
 /// process: `C_GetSlotList` may add a slot (SoftHSM2 adds a fresh uninitialised one), and SoftHSM2
 /// 2.6 aborts the process when two threads do that at once.
+///
+/// A slot whose token information cannot be read is skipped: with SoftHSM2 that is a token
+/// another process is writing at that moment (`CKR_GENERAL_ERROR`), which is not a reason to fail
+/// the search for ours. If ours was among the unreadable ones, the search is repeated a few times.
 fn find_token(ctx: &Pkcs11, label: &str) -> Result<Vec<Slot>, CryptoError> {
     static SLOTS: Mutex<()> = Mutex::new(());
+    const ATTEMPTS: u32 = 5;
     let _one_at_a_time = lock(&SLOTS);
-    let mut found = Vec::new();
-    for slot in ctx.get_slots_with_initialized_token().map_err(|e| p11("cannot list PKCS#11 slots", &e))? {
-        let info = ctx.get_token_info(slot).map_err(|e| p11("cannot read token information", &e))?;
-        if info.label().trim_end() == label {
-            found.push(slot);
+    let mut attempt = 1;
+    loop {
+        let mut found = Vec::new();
+        let mut unreadable = None;
+        for slot in ctx.get_all_slots().map_err(|e| p11("cannot list PKCS#11 slots", &e))? {
+            match ctx.get_token_info(slot) {
+                Ok(info) if info.token_initialized() && info.label().trim_end() == label => found.push(slot),
+                Ok(_) => {}
+                // No token in the slot: nothing to look at.
+                Err(e) if rv(&e) == Some(RvError::TokenNotPresent) => {}
+                Err(e) => unreadable = Some(e),
+            }
+        }
+        match unreadable {
+            Some(e) if found.is_empty() && attempt >= ATTEMPTS => return Err(p11("cannot read token information", &e)),
+            Some(_) if found.is_empty() => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+            }
+            _ => return Ok(found),
         }
     }
-    Ok(found)
 }
 
 fn label(id: KeyId) -> String {
