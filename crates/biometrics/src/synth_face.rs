@@ -1,0 +1,1 @@
+//! Synthetic face embeddings with known ground truth, reproducible from a seed.

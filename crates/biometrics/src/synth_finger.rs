@@ -1,0 +1,1 @@
+//! Synthetic fingerprints (minutiae sets) with known ground truth, reproducible from a seed.
