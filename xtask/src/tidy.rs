@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("tessera-store", 2),
     ("tessera-biometrics", 3),
     ("tessera-idrepo", 4),
+    ("tessera-abis", 5),
     ("tessera-registration", 5),
     ("tessera-auth", 5),
     ("tessera-credentials", 5),
