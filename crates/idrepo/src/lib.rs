@@ -13,6 +13,7 @@ pub mod audit;
 mod import;
 mod maintenance;
 pub mod records;
+mod sealed;
 
 pub use access::{Principal, Role};
 pub use import::{IMPORT_BATCH_MAX, ImportLine, ImportReport, LineError};

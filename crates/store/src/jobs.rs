@@ -27,10 +27,23 @@ pub enum JobKind {
     /// its own transaction so a crash between the two databases cannot leave the key behind).
     /// Payload: `{"identity_id": "…"}`.
     DestroyDataKey,
+    /// Search one shard of the ABIS gallery for a fanned-out search (lane `abis-shard-<i>`, so
+    /// only the worker holding shard i takes it). Payload: `{"search_id": "…", "shard": i}`.
+    AbisSearchShard,
+    /// Destroy a deleted ABIS reference's (or a finished search probe's) data key in the vault.
+    /// Payload: `{"identity_id": "…"}` (the vault's key id).
+    AbisDestroyKey,
 }
 
 impl JobKind {
-    pub const ALL: &'static [JobKind] = &[JobKind::UinPoolRefill, JobKind::RewrapKeys, JobKind::ReindexLookups, JobKind::DestroyDataKey];
+    pub const ALL: &'static [JobKind] = &[
+        JobKind::UinPoolRefill,
+        JobKind::RewrapKeys,
+        JobKind::ReindexLookups,
+        JobKind::DestroyDataKey,
+        JobKind::AbisSearchShard,
+        JobKind::AbisDestroyKey,
+    ];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -39,6 +52,8 @@ impl JobKind {
             JobKind::RewrapKeys => "rewrap_keys",
             JobKind::ReindexLookups => "reindex_lookups",
             JobKind::DestroyDataKey => "destroy_data_key",
+            JobKind::AbisSearchShard => "abis_search_shard",
+            JobKind::AbisDestroyKey => "abis_destroy_key",
         }
     }
 
@@ -54,7 +69,10 @@ impl JobKind {
         match self {
             JobKind::UinPoolRefill | JobKind::RewrapKeys | JobKind::ReindexLookups => 8,
             // An erasure must not give up quietly: many attempts, then an operator sees it dead.
-            JobKind::DestroyDataKey => 20,
+            JobKind::DestroyDataKey | JobKind::AbisDestroyKey => 20,
+            // A search someone is waiting for: retry a few times, then the coordinator reports
+            // the failure instead of waiting on.
+            JobKind::AbisSearchShard => 3,
         }
     }
 }
@@ -69,6 +87,8 @@ pub const ERROR_CHARS_MAX: usize = 1000;
 pub const LIST_LIMIT_MAX: u32 = 1000;
 /// Longest idempotency key.
 pub const KEY_CHARS_MAX: usize = 200;
+/// Longest lane name.
+pub const LANE_CHARS_MAX: usize = 64;
 
 /// Delay before attempt `attempts + 1`, after `attempts` failures: 1 s, 2 s, 4 s, … capped.
 #[must_use]
@@ -141,20 +161,40 @@ pub struct JobInfo {
 /// # Errors
 /// An over-long key, or database errors.
 pub async fn enqueue(tx: &mut Tx, kind: JobKind, payload: &serde_json::Value, key: &str, now: UnixMillis) -> Result<Option<i64>> {
+    enqueue_in(tx, kind, "", payload, key, now).await
+}
+
+/// `enqueue` into a lane: only workers that serve `lane` lease the job (the empty lane is every
+/// worker's).
+///
+/// # Errors
+/// An over-long key or lane, or database errors.
+pub async fn enqueue_in(
+    tx: &mut Tx,
+    kind: JobKind,
+    lane: &str,
+    payload: &serde_json::Value,
+    key: &str,
+    now: UnixMillis,
+) -> Result<Option<i64>> {
+    if lane.len() > LANE_CHARS_MAX {
+        return Err(StoreError::Invalid("job lane is too long"));
+    }
     if key.is_empty() || key.chars().count() > KEY_CHARS_MAX {
         return Err(StoreError::Invalid("idempotency key must be 1..=200 characters"));
     }
     let payload = payload.to_string();
     let row: Option<(i64,)> = crate::on_tx!(tx, c => {
         sqlx::query_as(
-            "INSERT INTO jobs (kind, payload, idempotency_key, state, attempts, max_attempts, run_at_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            "INSERT INTO jobs (kind, payload, idempotency_key, state, attempts, max_attempts, run_at_ms, created_at_ms, updated_at_ms, lane) \
+             VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(kind.as_str())
         .bind(&payload)
         .bind(key)
         .bind(kind.max_attempts())
         .bind(now)
+        .bind(lane)
         .fetch_optional(c)
         .await
     })?;
@@ -167,12 +207,22 @@ pub async fn enqueue(tx: &mut Tx, kind: JobKind, payload: &serde_json::Value, ke
 /// Database errors, or a stored job of an unknown kind (which is dead-lettered on the spot so it
 /// cannot block the queue).
 pub async fn lease(db: &Db, worker: &str, lease_ms: i64, now: UnixMillis) -> Result<Option<Leased>> {
+    lease_in(db, worker, "", lease_ms, now).await
+}
+
+/// `lease` for a worker that also serves `lane` (besides the empty lane every worker serves).
+///
+/// # Errors
+/// As `lease`.
+pub async fn lease_in(db: &Db, worker: &str, lane: &str, lease_ms: i64, now: UnixMillis) -> Result<Option<Leased>> {
     let mut tx = db.begin().await?;
     let pick = match &tx {
         Tx::Postgres(_) => {
-            "SELECT id FROM jobs WHERE state = 'ready' AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "SELECT id FROM jobs WHERE state = 'ready' AND lane IN ('', $4) AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED"
         }
-        Tx::Sqlite(_) => "SELECT id FROM jobs WHERE state = 'ready' AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1",
+        Tx::Sqlite(_) => {
+            "SELECT id FROM jobs WHERE state = 'ready' AND lane IN ('', $4) AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1"
+        }
     };
     let row: Option<(i64, String, String, i32, i32)> = crate::on_tx!(&mut tx, c => {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -182,6 +232,7 @@ pub async fn lease(db: &Db, worker: &str, lease_ms: i64, now: UnixMillis) -> Res
         .bind(now)
         .bind(now.saturating_add(lease_ms))
         .bind(worker)
+        .bind(lane)
         .fetch_optional(c)
         .await
     })?;

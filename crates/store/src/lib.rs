@@ -5,6 +5,7 @@
 //! compiled for both backends by the `on!` macro, so the two cannot drift apart silently; where
 //! the dialects differ, the difference is spelled out beside the query.
 
+pub mod abis;
 pub mod api_tokens;
 pub mod audit;
 pub mod blobs;

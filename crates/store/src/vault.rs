@@ -96,6 +96,28 @@ impl Vault {
         Ok(row.map(|(identity_id, kek, wrapped)| VaultEntry { identity_id, kek, wrapped }))
     }
 
+    /// The entries of the given ids that exist, in no particular order (a gallery loads
+    /// thousands at a time).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<VaultEntry>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::identities::rows_per_statement(1)) {
+            let list = crate::identities::placeholders(chunk.len(), 1).replace(['(', ')'], "");
+            let sql = format!("SELECT identity_id, kek, wrapped FROM dek_vault WHERE identity_id IN ({list})");
+            let rows: Vec<(String, String, Vec<u8>)> = crate::on!(&self.db, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(rows.into_iter().map(|(identity_id, kek, wrapped)| VaultEntry { identity_id, kek, wrapped }));
+        }
+        Ok(out)
+    }
+
     /// Destroys one data key. On SQLite, the WAL is then checkpointed and truncated so the key's
     /// bytes leave the log as well as the (securely deleted) table page. Returns whether a key
     /// was there.
