@@ -4,6 +4,7 @@
 pub mod cbeff;
 pub mod face;
 pub mod finger;
+pub mod fusion;
 pub mod iris;
 pub mod iris_gallery;
 pub mod iso19794;
