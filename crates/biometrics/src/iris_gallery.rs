@@ -3,6 +3,7 @@
 //! against each template while it is in cache, so many enrolments share one pass over memory.
 
 use crate::iris::{IrisCode, Probe};
+use std::collections::HashMap;
 
 /// Most candidates a search returns per probe.
 pub const CANDIDATES_MAX: usize = 30;
@@ -14,32 +15,45 @@ pub struct Hit {
     pub score: f64,
 }
 
-/// The gallery. Ids are the caller's (e.g. a row number mapped to a reference id).
+/// The gallery. Ids are the caller's (e.g. a row number mapped to a reference id); one id may
+/// have several templates (a person's two eyes).
 #[derive(Debug, Default)]
 pub struct IrisGallery {
     ids: Vec<u64>,
     codes: Vec<IrisCode>,
+    /// Where each id's templates are, for 1:1 scoring of candidates found by other modalities.
+    at: HashMap<u64, Vec<usize>>,
 }
 
 impl IrisGallery {
     pub fn insert(&mut self, id: u64, code: IrisCode) {
+        self.at.entry(id).or_default().push(self.ids.len());
         self.ids.push(id);
         self.codes.push(code);
     }
 
     /// Removes every template of `id`; returns how many.
     pub fn remove(&mut self, id: u64) -> usize {
-        let before = self.ids.len();
-        let mut i = 0;
-        while i < self.ids.len() {
-            if self.ids[i] == id {
-                self.ids.swap_remove(i);
-                self.codes.swap_remove(i);
-            } else {
-                i += 1;
+        let Some(mut places) = self.at.remove(&id) else { return 0 };
+        // Highest first, so a later swap_remove never moves an earlier place of this id.
+        places.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in &places {
+            let last = self.ids.len() - 1;
+            self.ids.swap_remove(i);
+            self.codes.swap_remove(i);
+            if i != last {
+                let moved = self.ids[i];
+                if let Some(p) = self.at.get_mut(&moved).and_then(|v| v.iter_mut().find(|p| **p == last)) {
+                    *p = i;
+                }
             }
         }
-        before - self.ids.len()
+        places.len()
+    }
+
+    /// The templates of `id`.
+    pub fn templates_of(&self, id: u64) -> impl Iterator<Item = &IrisCode> {
+        self.at.get(&id).into_iter().flatten().map(|&i| &self.codes[i])
     }
 
     #[must_use]
@@ -131,8 +145,38 @@ mod tests {
         // One thread and two give the same answers.
         assert_eq!(g.search(&probes, 5, THRESHOLD, 1), results);
         // Deleting the person removes the match.
+        assert_eq!(g.templates_of(planted[0] as u64).count(), 1);
         assert_eq!(g.remove(planted[0] as u64), 1);
+        assert_eq!(g.templates_of(planted[0] as u64).count(), 0);
+        assert_eq!(g.remove(planted[0] as u64), 0);
         assert!(g.search(&probes[..1], 5, THRESHOLD, 2)[0].is_empty());
+    }
+
+    #[test]
+    fn removal_keeps_every_other_template_findable() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut g = IrisGallery::default();
+        let mut kept = std::collections::HashMap::new();
+        for id in 0..50u64 {
+            for _ in 0..2 {
+                let c = SynthEye::random(&mut rng).capture(&mut rng);
+                kept.entry(id).or_insert_with(Vec::new).push(c.clone());
+                g.insert(id, c);
+            }
+        }
+        for id in (0..50).step_by(3) {
+            assert_eq!(g.remove(id), 2);
+            kept.remove(&id);
+        }
+        assert_eq!(g.len(), kept.len() * 2);
+        for (id, codes) in &kept {
+            let mut found: Vec<&IrisCode> = g.templates_of(*id).collect();
+            assert_eq!(found.len(), 2, "id {id}");
+            for c in codes {
+                let at = found.iter().position(|f| *f == c).expect("template still there");
+                found.remove(at);
+            }
+        }
     }
 
     #[test]
