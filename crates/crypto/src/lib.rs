@@ -1,20 +1,25 @@
-//! Tessera's cryptography: key purposes and ids, AES-256-GCM sealing, per-person data keys, and
-//! the keystores that hold key-encryption, lookup, token, signing and audit keys.
+//! Tessera's cryptography: key purposes and ids, AES-256-GCM sealing, per-person data keys,
+//! MOSIP's hybrid encryption, and the keystores that hold key-encryption, lookup, token,
+//! signing, audit and datashare keys.
 //!
 //! Architecture invariant: this is the only crate that touches key material. Other crates hold
 //! `KeyId`s and ciphertexts; a `DataKey` can be used to seal and open but never read out.
 
 mod aead;
 pub mod digest;
+pub mod hybrid;
 pub mod master;
 pub mod pkcs11;
 pub mod software;
 pub mod tokens;
+pub mod x509;
 
 pub use aead::DataKey;
+pub use hybrid::{hybrid_encrypt, hybrid_encrypt_to};
 pub use master::MasterKey;
 pub use pkcs11::{Pkcs11Config, Pkcs11Keystore};
 pub use software::SoftwareKeystore;
+pub use x509::Recipient;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -33,10 +38,15 @@ pub enum Purpose {
     Signing,
     /// Signs audit-log checkpoints (Ed25519).
     Audit,
+    /// RSA-2048 that opens what MOSIP encrypts to Tessera with its hybrid scheme (`hybrid`):
+    /// the ABIS datashare behind `referenceURL`. Its certificate is what an operator registers
+    /// with MOSIP's partner management.
+    Datashare,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 5] = [Purpose::Identity, Purpose::Lookup, Purpose::PartnerToken, Purpose::Signing, Purpose::Audit];
+    pub const ALL: [Purpose; 6] =
+        [Purpose::Identity, Purpose::Lookup, Purpose::PartnerToken, Purpose::Signing, Purpose::Audit, Purpose::Datashare];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -46,6 +56,7 @@ impl Purpose {
             Purpose::PartnerToken => "partner_token",
             Purpose::Signing => "signing",
             Purpose::Audit => "audit",
+            Purpose::Datashare => "datashare",
         }
     }
 
@@ -55,11 +66,18 @@ impl Purpose {
         Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(CryptoError::UnknownPurpose)
     }
 
+    /// Whether keystores made by an earlier release may lack this purpose; opening one adds
+    /// version 1 of it. Any other purpose missing means a damaged keystore, never a new key.
+    pub(crate) fn added_later(self) -> bool {
+        matches!(self, Purpose::Datashare)
+    }
+
     fn kind(self) -> KeyKind {
         match self {
             Purpose::Identity => KeyKind::Aes256,
             Purpose::Lookup | Purpose::PartnerToken => KeyKind::Hmac,
             Purpose::Signing | Purpose::Audit => KeyKind::Ed25519,
+            Purpose::Datashare => KeyKind::Rsa2048,
         }
     }
 }
@@ -69,6 +87,9 @@ enum KeyKind {
     Aes256,
     Hmac,
     Ed25519,
+    /// RSA-2048 for MOSIP's hybrid encryption: RSA-OAEP (SHA-256) to receive, and
+    /// RSASSA-PKCS1-v1_5 (SHA-256) only to sign the key's own certificate.
+    Rsa2048,
 }
 
 /// Names one version of one key: `identity.v3`. Stored beside every ciphertext, digest and
@@ -133,6 +154,10 @@ pub enum CryptoError {
     /// A PKCS#11 module or token failure: the function and its `CKR_` code, never data or PINs.
     #[error("PKCS#11 keystore: {0}")]
     Pkcs11(String),
+    /// An input that is not what the operation takes (a recipient that is not an RSA-2048
+    /// certificate, a plaintext too large): says what, never repeats it.
+    #[error("invalid input: {0}")]
+    Invalid(&'static str),
 }
 
 impl CryptoError {
@@ -151,6 +176,7 @@ impl CryptoError {
             CryptoError::Io(_) => "keystore_io",
             CryptoError::Rng => "rng_failed",
             CryptoError::Pkcs11(_) => "keystore_pkcs11",
+            CryptoError::Invalid(_) => "crypto_input_invalid",
         }
     }
 }
@@ -200,4 +226,19 @@ pub trait Keystore: Send + Sync + fmt::Debug {
     /// # Errors
     /// `BadSignature`, or `UnknownKey`.
     fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError>;
+    /// Decrypts a MOSIP hybrid payload (`hybrid`: VER_R2 or pre-1.2, base64 text or raw bytes)
+    /// sent to `purpose`'s key. The version whose certificate thumbprint the payload carries is
+    /// tried first, then every other version, newest first, so payloads sent before a rotation
+    /// still open, as do payloads naming a certificate MOSIP re-signed.
+    ///
+    /// # Errors
+    /// `Decrypt` for anything wrong with the payload (one error, whatever the cause); `UnknownKey`
+    /// for a purpose that does not decrypt; keystore failures.
+    fn hybrid_decrypt(&self, purpose: Purpose, payload: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// The self-signed X.509 certificate (DER) of an RSA key version (`x509`: the same bytes on
+    /// every call). Its SHA-256 is the thumbprint MOSIP writes into payloads for this version.
+    ///
+    /// # Errors
+    /// `UnknownKey` for a version that is not in the keystore or not an RSA key.
+    fn certificate(&self, key: KeyId) -> Result<Vec<u8>, CryptoError>;
 }

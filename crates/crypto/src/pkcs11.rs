@@ -15,9 +15,19 @@
 //! - signing, audit: `CKK_EC_EDWARDS` on edwards25519 (`CKM_EC_EDWARDS_KEY_PAIR_GEN`), signing
 //!   with `CKM_EDDSA` (pure Ed25519, RFC 8032). Verification uses the public key read from the
 //!   token (`CKA_EC_POINT`) with aws-lc-rs, so signatures are those of the software keystore.
+//! - datashare: `CKK_RSA`, 2048 bits, public exponent 65537 (`CKM_RSA_PKCS_KEY_PAIR_GEN`); the
+//!   private key allows exactly `CKM_RSA_X_509` (decryption) and `CKM_SHA256_RSA_PKCS` (signing
+//!   its own certificate) through `CKA_ALLOWED_MECHANISMS`. MOSIP wraps keys with RSA-OAEP
+//!   SHA-256/MGF1-SHA-256, which SoftHSM2 refuses (it takes OAEP with SHA-1 only), so the token
+//!   does the raw RSA operation and this module removes the OAEP encoding
+//!   (`hybrid::oaep_sha256_decode`, constant-time, one error for every failure). What leaves the
+//!   token is the OAEP-encoded AES key, which the hybrid scheme hands to the host anyway; MOSIP's
+//!   own key manager does the same on PKCS#11 (`RSA/ECB/NoPadding` then unpadding). The public
+//!   half (`CKA_MODULUS`, `CKA_PUBLIC_EXPONENT`) is read to build the certificate.
 //!
 //! `create` makes version 1 of every purpose that has none (it is idempotent); `open` requires a
-//! version of every purpose. The version list is cached: `rotate` re-reads the token first (like
+//! version of every purpose that existed in the first release and adds the purposes that came
+//! later (datashare) to tokens that lack them. The version list is cached: `rotate` re-reads the token first (like
 //! the software keystore re-reads its file), `list` and `current` re-read it when the cache is
 //! older than [`REFRESH_AFTER`], and a key id that is not in the cache is looked for in the token
 //! before it is reported unknown. So a rotation made by another process is seen within
@@ -29,21 +39,23 @@
 //! keystore opened on the same token in the same process is not asked for the PIN again.
 
 use crate::aead::{self, KEY_LEN, OVERHEAD};
+use crate::hybrid::{self, RsaKeys};
+use crate::x509::{self, RSA_BITS, RSA_BYTES};
 use crate::{CryptoError, DataKey, KeyId, KeyInfo, KeyKind, Keystore, Purpose, WrappedKey};
 use aws_lc_rs::aead::NONCE_LEN;
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -56,6 +68,8 @@ const MAX_IDLE_SESSIONS: usize = 16;
 /// DER of the edwards25519 curve's object identifier 1.3.101.112 (RFC 8410), for `CKA_EC_PARAMS`.
 const ED25519_OID: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
 const GCM_TAG_BITS: u64 = 128;
+/// RSA public exponent 65537, big-endian.
+const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 
 /// Where the token is and how to log in to it.
 pub struct Pkcs11Config {
@@ -81,7 +95,7 @@ struct Entry {
     /// `CKA_ID` of the object (ties between duplicates are broken on it).
     object_id: Vec<u8>,
     created_at_ms: i64,
-    /// Ed25519 only: the 32-byte public key.
+    /// Ed25519: the 32-byte public key. RSA: PKCS#1 `RSAPublicKey` DER.
     public: Option<Vec<u8>>,
 }
 
@@ -101,6 +115,9 @@ pub struct Pkcs11Keystore {
     refresh: Mutex<()>,
     /// Serialises rotations made by this process.
     rotating: Mutex<()>,
+    /// RSA certificates already made, by `CKA_ID` (deterministic, but each costs a signature in
+    /// the token).
+    certificates: Mutex<HashMap<Vec<u8>, Arc<[u8]>>>,
 }
 
 impl std::fmt::Debug for Pkcs11Keystore {
@@ -246,7 +263,23 @@ fn expected(kind: KeyKind) -> (ObjectClass, KeyType) {
         KeyKind::Aes256 => (ObjectClass::SECRET_KEY, KeyType::AES),
         KeyKind::Hmac => (ObjectClass::SECRET_KEY, KeyType::GENERIC_SECRET),
         KeyKind::Ed25519 => (ObjectClass::PRIVATE_KEY, KeyType::EC_EDWARDS),
+        KeyKind::Rsa2048 => (ObjectClass::PRIVATE_KEY, KeyType::RSA),
     }
+}
+
+/// PKCS#1 DER of an RSA-2048 public key from the token's attributes; `None` for another size.
+fn rsa_public(attrs: Vec<Attribute>) -> Option<Vec<u8>> {
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    let (n, e) = (n?, e?);
+    let significant = &n[n.iter().take_while(|b| **b == 0).count()..];
+    (significant.len() == RSA_BYTES).then(|| x509::pkcs1_from_components(significant, &e))
 }
 
 /// Reads every key version in the token. Objects that are not ours, or do not have the class and
@@ -291,7 +324,8 @@ fn scan(session: &Session, old: &BTreeMap<KeyId, Entry>) -> Result<BTreeMap<KeyI
         }
     }
     for (id, e) in &mut keys {
-        if id.purpose.kind() != KeyKind::Ed25519 {
+        let kind = id.purpose.kind();
+        if !matches!(kind, KeyKind::Ed25519 | KeyKind::Rsa2048) {
             continue;
         }
         if let Some(o) = old.get(id).filter(|o| o.handle == e.handle && o.object_id == e.object_id) {
@@ -299,6 +333,10 @@ fn scan(session: &Session, old: &BTreeMap<KeyId, Entry>) -> Result<BTreeMap<KeyI
             continue;
         }
         let Some(&public) = publics.get(&e.object_id) else { continue };
+        if kind == KeyKind::Rsa2048 {
+            e.public = rsa_public(session.get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent])?);
+            continue;
+        }
         for a in session.get_attributes(public, &[AttributeType::EcPoint])? {
             if let Attribute::EcPoint(p) = a {
                 e.public = ed25519_public(&p);
@@ -313,17 +351,29 @@ impl Pkcs11Keystore {
     ///
     /// # Errors
     /// `Pkcs11` when the module cannot be loaded, no token has that label, the PIN is wrong, or
-    /// a key purpose has no version in the token (see `create`).
+    /// a key purpose of the first release has no version in the token (see `create`).
     pub fn open(config: Pkcs11Config) -> Result<Self, CryptoError> {
         let ks = Self::connect(config)?;
-        {
+        let missing: Vec<Purpose> = {
             let cache = ks.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(p) = Purpose::ALL.into_iter().find(|p| !cache.keys.keys().any(|id| id.purpose == *p)) {
-                return Err(CryptoError::Pkcs11(format!(
-                    "token '{}' has no {} key: create the keystore first (`tessera init`)",
-                    ks.token_label,
-                    p.as_str()
-                )));
+            Purpose::ALL.into_iter().filter(|p| !cache.keys.keys().any(|id| id.purpose == *p)).collect()
+        };
+        if let Some(p) = missing.iter().find(|p| !p.added_later()) {
+            return Err(CryptoError::Pkcs11(format!(
+                "token '{}' has no {} key: create the keystore first (`tessera init`)",
+                ks.token_label,
+                p.as_str()
+            )));
+        }
+        if !missing.is_empty() {
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let now_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+            let _rotating = lock(&ks.rotating);
+            let existing = ks.rescan()?;
+            for p in missing {
+                if !existing.keys().any(|id| id.purpose == p) {
+                    ks.add_version(KeyId { purpose: p, version: 1 }, now_ms)?;
+                }
             }
         }
         Ok(ks)
@@ -365,6 +415,7 @@ impl Pkcs11Keystore {
             cache: RwLock::new(Cache { keys: BTreeMap::new(), refreshed: Instant::now() }),
             refresh: Mutex::new(()),
             rotating: Mutex::new(()),
+            certificates: Mutex::new(HashMap::new()),
         };
         // Logs in (a wrong PIN fails here) and fills the cache.
         ks.rescan()?;
@@ -551,7 +602,47 @@ impl Pkcs11Keystore {
                 s.generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private(&[Attribute::Sign(true)]))
                     .map(|(public, private)| vec![private, public])
             }
+            KeyKind::Rsa2048 => {
+                let public = [
+                    Attribute::Token(true),
+                    Attribute::Private(false),
+                    Attribute::Encrypt(true),
+                    Attribute::Verify(true),
+                    Attribute::Wrap(false),
+                    Attribute::ModulusBits(u64::try_from(RSA_BITS).unwrap_or(2048).into()),
+                    Attribute::PublicExponent(RSA_PUBLIC_EXPONENT.to_vec()),
+                    Attribute::Label(lbl.clone()),
+                    Attribute::Id(oid.clone()),
+                ];
+                let usage = [
+                    Attribute::Decrypt(true),
+                    Attribute::Sign(true),
+                    Attribute::Unwrap(false),
+                    Attribute::AllowedMechanisms(vec![MechanismType::RSA_X_509, MechanismType::SHA256_RSA_PKCS]),
+                ];
+                s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private(&usage)).map(|(public, private)| vec![private, public])
+            }
         }
+    }
+
+    /// The entry of an RSA version with its public key.
+    fn rsa_entry(&self, id: KeyId) -> Result<(Entry, Vec<u8>), CryptoError> {
+        let entry = self.entry(id, KeyKind::Rsa2048)?;
+        let public =
+            entry.public.clone().ok_or_else(|| CryptoError::Pkcs11(format!("the token has no readable RSA-2048 public key for {id}")))?;
+        Ok((entry, public))
+    }
+
+    fn rsa_certificate(&self, id: KeyId) -> Result<Arc<[u8]>, CryptoError> {
+        let (entry, public) = self.rsa_entry(id)?;
+        if let Some(c) = lock(&self.certificates).get(&entry.object_id) {
+            return Ok(c.clone());
+        }
+        let sign =
+            |tbs: &[u8]| self.with_session("RSA signing in the token failed", |s| s.sign(&Mechanism::Sha256RsaPkcs, entry.handle, tbs));
+        let der: Arc<[u8]> = x509::self_signed(id, entry.created_at_ms, &public, &sign)?.into();
+        // Deterministic: whoever inserted first made the same bytes.
+        Ok(lock(&self.certificates).entry(entry.object_id).or_insert(der).clone())
     }
 }
 
@@ -662,6 +753,62 @@ impl Keystore for Pkcs11Keystore {
         let entry = self.entry(key, KeyKind::Ed25519)?;
         let public = entry.public.ok_or_else(|| CryptoError::Pkcs11(format!("the token has no readable public key for {key}")))?;
         UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn hybrid_decrypt(&self, purpose: Purpose, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if purpose.kind() != KeyKind::Rsa2048 {
+            return Err(CryptoError::UnknownKey(self.current(purpose)));
+        }
+        hybrid::decrypt(self, purpose, payload)
+    }
+
+    fn certificate(&self, key: KeyId) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.rsa_certificate(key)?.to_vec())
+    }
+}
+
+impl RsaKeys for Pkcs11Keystore {
+    fn rsa_versions(&self, purpose: Purpose) -> Vec<KeyId> {
+        self.refresh_if_older(REFRESH_AFTER);
+        let cache = self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.keys.keys().rev().filter(|id| id.purpose == purpose).copied().collect()
+    }
+
+    fn rsa_thumbprint(&self, id: KeyId) -> Result<[u8; 32], CryptoError> {
+        Ok(x509::thumbprint(&self.rsa_certificate(id)?))
+    }
+
+    /// Raw RSA in the token, OAEP decoding here (see the module documentation).
+    fn rsa_oaep_decrypt(&self, id: KeyId, block: &[u8; RSA_BYTES]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let key = self.entry(id, KeyKind::Rsa2048)?;
+        let raw =
+            self.with_session_raw(|s| s.decrypt(&Mechanism::RsaX509, key.handle, block).map(Zeroizing::new)).map_err(|e| match e {
+                // A block not below the modulus, and the like: bad input, the one error.
+                Ok(e)
+                    if matches!(
+                        rv(&e),
+                        Some(
+                            RvError::EncryptedDataInvalid
+                                | RvError::EncryptedDataLenRange
+                                | RvError::DataInvalid
+                                | RvError::DataLenRange
+                                | RvError::GeneralError
+                        )
+                    ) =>
+                {
+                    CryptoError::Decrypt
+                }
+                Ok(e) => p11("RSA decryption in the token failed", &e),
+                Err(e) => e,
+            })?;
+        // The integer, left-padded to the modulus length (a token may drop leading zeros).
+        let len = raw.len();
+        if len > RSA_BYTES {
+            return Err(CryptoError::Decrypt);
+        }
+        let mut em = Zeroizing::new([0u8; RSA_BYTES]);
+        em[RSA_BYTES - len..].copy_from_slice(&raw);
+        hybrid::oaep_sha256_decode(&em)
     }
 }
 

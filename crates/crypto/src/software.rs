@@ -7,15 +7,19 @@
 //! where `check` and `material` are base64 of `nonce ‖ ciphertext ‖ tag`.
 
 use crate::aead::{self, DataKey, KEY_LEN};
+use crate::hybrid::{self, RsaKeys};
 use crate::master::{KdfParams, MasterKey};
+use crate::x509::{self, RSA_BYTES};
 use crate::{CryptoError, KeyId, KeyInfo, KeyKind, Keystore, Purpose, WrappedKey};
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rsa::{KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use zeroize::Zeroizing;
 
 pub const FILE_NAME: &str = "keys.json";
@@ -49,24 +53,85 @@ struct KeyFile {
 struct Key {
     created_at_ms: i64,
     material: Zeroizing<Vec<u8>>,
+    /// RSA keys only: the parsed key, made on first use (parsing checks the key, which costs
+    /// about as much as a decryption) and shared, so RSA work runs outside the state lock.
+    rsa: OnceLock<Arc<RsaKey>>,
+}
+
+impl Key {
+    fn new(created_at_ms: i64, material: Zeroizing<Vec<u8>>) -> Self {
+        Key { created_at_ms, material, rsa: OnceLock::new() }
+    }
+}
+
+/// One RSA key version, parsed from its PKCS#8.
+struct RsaKey {
+    id: KeyId,
+    created_at_ms: i64,
+    decrypting: OaepPrivateDecryptingKey,
+    /// The same key, to sign its own certificate.
+    signing: aws_lc_rs::rsa::KeyPair,
+    certificate: OnceLock<Arc<[u8]>>,
+}
+
+impl RsaKey {
+    fn parse(id: KeyId, created_at_ms: i64, pkcs8: &[u8]) -> Result<Self, CryptoError> {
+        let corrupt = |_| CryptoError::Corrupt("an RSA key does not parse");
+        let decrypting = OaepPrivateDecryptingKey::new(PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(corrupt)?)
+            .map_err(|_| CryptoError::Corrupt("an RSA key does not parse"))?;
+        let signing = aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8).map_err(corrupt)?;
+        if signing.public_modulus_len() != RSA_BYTES {
+            return Err(CryptoError::Corrupt("an RSA key is not RSA-2048"));
+        }
+        Ok(RsaKey { id, created_at_ms, decrypting, signing, certificate: OnceLock::new() })
+    }
+
+    fn certificate(&self) -> Result<Arc<[u8]>, CryptoError> {
+        if let Some(c) = self.certificate.get() {
+            return Ok(c.clone());
+        }
+        let sign = |tbs: &[u8]| {
+            let mut sig = vec![0u8; self.signing.public_modulus_len()];
+            self.signing.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), tbs, &mut sig).map_err(|_| CryptoError::Rng)?;
+            Ok(sig)
+        };
+        let der: Arc<[u8]> = x509::self_signed(self.id, self.created_at_ms, self.signing.public_key().as_ref(), &sign)?.into();
+        // Deterministic: a concurrent caller that got there first made the same bytes.
+        Ok(self.certificate.get_or_init(|| der).clone())
+    }
 }
 
 /// Keys in memory, by id (sorted, so the last of a purpose is its current version).
 struct State {
     keys: BTreeMap<KeyId, Key>,
     kdf: Option<(Vec<u8>, KdfParams)>,
-    /// The file's modification time when loaded, and when it was last looked at: a rotation by
-    /// another process (`tessera keys rotate` beside a running server) is picked up within
+    /// The file's stamp when loaded, and when it was last looked at: a rotation by another
+    /// process (`tessera keys rotate` beside a running server) is picked up within
     /// `REFRESH_EVERY`, and at once when a key id is asked for that is not loaded yet.
-    mtime: Option<std::time::SystemTime>,
+    mtime: Option<FileStamp>,
     checked: std::time::Instant,
 }
 
 /// How often a running keystore looks for a rotation made by another process.
 pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn mtime_of(path: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What tells one version of the file from the next. The modification time alone does not:
+/// the kernel stamps files with a clock that ticks every few milliseconds, and two writes within
+/// one tick look alike. Every write renames a new file into place, so on Unix the inode number
+/// changes with each write (the new file exists while the old one still does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: std::time::SystemTime,
+    inode: u64,
+}
+
+fn mtime_of(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = m.len();
+    Some(FileStamp { modified: m.modified().ok()?, inode })
 }
 
 pub struct SoftwareKeystore {
@@ -92,7 +157,34 @@ fn new_material(kind: KeyKind) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
             let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).map_err(|_| CryptoError::Rng)?;
             doc.as_ref().to_vec()
         }
+        KeyKind::Rsa2048 => {
+            let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(|_| CryptoError::Rng)?;
+            let der: Pkcs8V1Der<'static> = key.as_der().map_err(|_| CryptoError::Rng)?;
+            der.as_ref().to_vec()
+        }
     }))
+}
+
+/// Adds version 1 of every purpose that has no version (a keystore made before the purpose
+/// existed). Returns whether anything was added.
+fn add_missing_purposes(st: &mut State, now_ms: i64) -> Result<bool, CryptoError> {
+    let mut added = false;
+    for p in Purpose::ALL {
+        if !st.keys.keys().any(|id| id.purpose == p) {
+            st.keys.insert(KeyId { purpose: p, version: 1 }, Key::new(now_ms, new_material(p.kind())?));
+            added = true;
+        }
+    }
+    Ok(added)
+}
+
+fn has_every_purpose(st: &State) -> bool {
+    Purpose::ALL.into_iter().all(|p| st.keys.keys().any(|id| id.purpose == p))
+}
+
+fn system_now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn io(e: &std::io::Error) -> CryptoError {
@@ -124,11 +216,8 @@ impl SoftwareKeystore {
             return Err(CryptoError::Io("a keystore already exists there".into()));
         }
         create_private_dir(dir)?;
-        let mut keys = BTreeMap::new();
-        for p in Purpose::ALL {
-            keys.insert(KeyId { purpose: p, version: 1 }, Key { created_at_ms: now_ms, material: new_material(p.kind())? });
-        }
-        let state = State { keys, kdf, mtime: None, checked: std::time::Instant::now() };
+        let mut state = State { keys: BTreeMap::new(), kdf, mtime: None, checked: std::time::Instant::now() };
+        add_missing_purposes(&mut state, now_ms)?;
         let ks = SoftwareKeystore { path: dir.join(FILE_NAME), master, state: Mutex::new(state) };
         let mut st = ks.lock();
         ks.persist(&st)?;
@@ -137,14 +226,27 @@ impl SoftwareKeystore {
         Ok(ks)
     }
 
-    /// Opens the keystore in `dir` with `master`.
+    /// Opens the keystore in `dir` with `master`. A keystore made before a purpose existed gets
+    /// version 1 of it now (created at the system clock's time), written back to the file: that
+    /// is how data directories from earlier releases gain the datashare key.
     ///
     /// # Errors
     /// `WrongMasterKey`, a corrupt file, or I/O errors.
     pub fn open(dir: &Path, master: MasterKey) -> Result<Self, CryptoError> {
         let path = dir.join(FILE_NAME);
-        let state = load(&path, &master)?;
-        Ok(SoftwareKeystore { path, master, state: Mutex::new(state) })
+        let mut state = load(&path, &master)?;
+        let ks = if has_every_purpose(&state) {
+            SoftwareKeystore { path, master, state: Mutex::new(state) }
+        } else {
+            add_missing_purposes(&mut state, system_now_ms())?;
+            let ks = SoftwareKeystore { path, master, state: Mutex::new(state) };
+            let mut st = ks.lock();
+            ks.persist(&st)?;
+            st.mtime = mtime_of(&ks.path);
+            drop(st);
+            ks
+        };
+        Ok(ks)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -162,6 +264,7 @@ impl SoftwareKeystore {
             let mtime = mtime_of(&self.path);
             if mtime != st.mtime
                 && let Ok(new) = load(&self.path, &self.master)
+                && has_every_purpose(&new)
             {
                 *st = new;
             }
@@ -198,6 +301,24 @@ impl SoftwareKeystore {
         let key = st.keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
         f(&key.material)
     }
+
+    /// The parsed RSA key of `id`, parsed under the lock once and then shared.
+    fn rsa_key(&self, id: KeyId) -> Result<Arc<RsaKey>, CryptoError> {
+        if id.purpose.kind() != KeyKind::Rsa2048 {
+            return Err(CryptoError::UnknownKey(id));
+        }
+        let mut st = self.fresh(false);
+        if !st.keys.contains_key(&id) {
+            drop(st);
+            st = self.fresh(true);
+        }
+        let key = st.keys.get(&id).ok_or(CryptoError::UnknownKey(id))?;
+        if let Some(k) = key.rsa.get() {
+            return Ok(k.clone());
+        }
+        let parsed = Arc::new(RsaKey::parse(id, key.created_at_ms, &key.material)?);
+        Ok(key.rsa.get_or_init(|| parsed).clone())
+    }
 }
 
 fn read_file(path: &Path) -> Result<KeyFile, CryptoError> {
@@ -225,10 +346,11 @@ fn load(path: &Path, master: &MasterKey) -> Result<State, CryptoError> {
         let sealed = STANDARD.decode(&e.material).map_err(|_| CryptoError::Corrupt("material"))?;
         let material =
             Zeroizing::new(aead::open(m, &material_aad(e.id), &sealed).map_err(|_| CryptoError::Corrupt("a key fails to open"))?);
-        keys.insert(e.id, Key { created_at_ms: e.created_at_ms, material });
+        keys.insert(e.id, Key::new(e.created_at_ms, material));
     }
+    // `open` adds the purposes that came after the file was made; any other gap is damage.
     for p in Purpose::ALL {
-        if !keys.keys().any(|id| id.purpose == p) {
+        if !p.added_later() && !keys.keys().any(|id| id.purpose == p) {
             return Err(CryptoError::Corrupt("a key purpose has no version"));
         }
     }
@@ -298,7 +420,8 @@ impl Keystore for SoftwareKeystore {
         *st = load(&self.path, &self.master)?;
         let version = st.keys.keys().filter(|id| id.purpose == purpose).map(|id| id.version).max().unwrap_or(0) + 1;
         let id = KeyId { purpose, version };
-        st.keys.insert(id, Key { created_at_ms: now_ms, material: new_material(purpose.kind())? });
+        st.keys.insert(id, Key::new(now_ms, new_material(purpose.kind())?));
+        add_missing_purposes(&mut st, now_ms)?;
         if let Err(e) = self.persist(&st) {
             st.keys.remove(&id);
             return Err(e);
@@ -347,6 +470,36 @@ impl Keystore for SoftwareKeystore {
             Ok(pair.public_key().as_ref().to_vec())
         })?;
         UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn hybrid_decrypt(&self, purpose: Purpose, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if purpose.kind() != KeyKind::Rsa2048 {
+            return Err(CryptoError::UnknownKey(self.current(purpose)));
+        }
+        hybrid::decrypt(self, purpose, payload)
+    }
+
+    fn certificate(&self, key: KeyId) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.rsa_key(key)?.certificate()?.to_vec())
+    }
+}
+
+impl RsaKeys for SoftwareKeystore {
+    fn rsa_versions(&self, purpose: Purpose) -> Vec<KeyId> {
+        let st = self.fresh(false);
+        st.keys.keys().rev().filter(|id| id.purpose == purpose).copied().collect()
+    }
+
+    fn rsa_thumbprint(&self, id: KeyId) -> Result<[u8; 32], CryptoError> {
+        Ok(x509::thumbprint(&self.rsa_key(id)?.certificate()?))
+    }
+
+    fn rsa_oaep_decrypt(&self, id: KeyId, block: &[u8; RSA_BYTES]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let key = self.rsa_key(id)?;
+        let mut out = Zeroizing::new(vec![0u8; RSA_BYTES]);
+        let n = key.decrypting.decrypt(&OAEP_SHA256_MGF1SHA256, block, &mut out, None).map_err(|_| CryptoError::Decrypt)?.len();
+        out.truncate(n);
+        Ok(out)
     }
 }
 
@@ -419,8 +572,77 @@ mod tests {
         reopened.verify(sid1, b"checkpoint", &sig1).unwrap();
         assert_eq!(reopened.verify(sid1, b"checkpoinT", &sig1).unwrap_err(), CryptoError::BadSignature);
         let listed = reopened.list();
-        assert_eq!(listed.len(), 10);
-        assert_eq!(listed.iter().filter(|k| k.current).count(), 5);
+        assert_eq!(listed.len(), 12);
+        assert_eq!(listed.iter().filter(|k| k.current).count(), 6);
+    }
+
+    /// Rewrites the keystore file without the keys of `purpose`, as a release before that
+    /// purpose existed would have written it.
+    fn drop_purpose_from_file(dir: &Path, purpose: Purpose) {
+        let path = dir.join(FILE_NAME);
+        let mut file: KeyFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        file.keys.retain(|k| k.id.purpose != purpose);
+        std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn keystores_from_before_the_datashare_key_gain_it_on_open() {
+        let (dir, ks, b64) = fresh();
+        let dek = DataKey::generate().unwrap();
+        let w = ks.wrap(&dek, b"p").unwrap();
+        drop(ks);
+        let keys = dir.path().join("keys");
+        drop_purpose_from_file(&keys, Purpose::Datashare);
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let opened = SoftwareKeystore::open(&keys, MasterKey::from_base64(&b64).unwrap()).unwrap();
+        let id = opened.current(Purpose::Datashare);
+        assert_eq!(id, KeyId { purpose: Purpose::Datashare, version: 1 });
+        let info = opened.list().into_iter().find(|k| k.id == id).unwrap();
+        assert!(i128::try_from(before).unwrap() <= i128::from(info.created_at_ms), "created now, by the system clock");
+        assert_eq!(opened.unwrap(&w, b"p").unwrap().bytes(), dek.bytes(), "the other keys are the old ones");
+        // Written back: the next open finds the same key, and its certificate is the same.
+        let cert = opened.certificate(id).unwrap();
+        let again = SoftwareKeystore::open(&keys, MasterKey::from_base64(&b64).unwrap()).unwrap();
+        assert_eq!(again.certificate(id).unwrap(), cert);
+        let sealed = crate::hybrid_encrypt(&cert, b"after upgrade").unwrap();
+        assert_eq!(again.hybrid_decrypt(Purpose::Datashare, &sealed).unwrap(), b"after upgrade");
+    }
+
+    #[test]
+    fn a_keystore_missing_an_original_purpose_is_corrupt_not_refilled() {
+        let (dir, ks, b64) = fresh();
+        drop(ks);
+        let keys = dir.path().join("keys");
+        drop_purpose_from_file(&keys, Purpose::Identity);
+        let err = SoftwareKeystore::open(&keys, MasterKey::from_base64(&b64).unwrap()).unwrap_err();
+        assert_eq!(err, CryptoError::Corrupt("a key purpose has no version"));
+    }
+
+    #[test]
+    fn datashare_keys_decrypt_what_is_encrypted_to_their_certificate() {
+        let (dir, ks, b64) = fresh();
+        let v1 = ks.current(Purpose::Datashare);
+        let cert1 = ks.certificate(v1).unwrap();
+        assert_eq!(ks.certificate(v1).unwrap(), cert1, "deterministic");
+        let sealed1 = crate::hybrid_encrypt(&cert1, b"to v1").unwrap();
+        assert_eq!(sealed1[6..38], crate::x509::thumbprint(&cert1), "the thumbprint written is the certificate's");
+        assert_eq!(ks.hybrid_decrypt(Purpose::Datashare, &sealed1).unwrap(), b"to v1");
+        let v2 = ks.rotate(Purpose::Datashare, 5).unwrap();
+        let cert2 = ks.certificate(v2).unwrap();
+        assert_ne!(cert2, cert1);
+        let reopened = SoftwareKeystore::open(&dir.path().join("keys"), MasterKey::from_base64(&b64).unwrap()).unwrap();
+        assert_eq!(reopened.certificate(v1).unwrap(), cert1, "same bytes after a restart");
+        assert_eq!(reopened.hybrid_decrypt(Purpose::Datashare, &sealed1).unwrap(), b"to v1", "old versions still decrypt");
+        let sealed2 = crate::hybrid_encrypt(&cert2, b"to v2").unwrap();
+        assert_eq!(reopened.hybrid_decrypt(Purpose::Datashare, crate::hybrid::encode(&sealed2).as_bytes()).unwrap(), b"to v2");
+        assert!(matches!(ks.hybrid_decrypt(Purpose::Identity, &sealed1), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(ks.certificate(ks.current(Purpose::Signing)), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(ks.certificate(KeyId { purpose: Purpose::Datashare, version: 9 }), Err(CryptoError::UnknownKey(_))));
+        // The RSA key is stored like every other key: sealed under the master key.
+        let text = std::fs::read_to_string(dir.path().join("keys").join(FILE_NAME)).unwrap();
+        assert!(text.contains("\"datashare\""));
+        let pkcs8 = STANDARD.encode(&ks.lock().keys[&v1].material);
+        assert!(pkcs8.starts_with("MII") && !text.contains(&pkcs8[..40]), "no PKCS#8 in clear");
     }
 
     #[test]
