@@ -465,6 +465,13 @@ fn open_element(stack: &mut Vec<Node>, e: &BytesStart<'_>, elements: &mut usize,
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|_| CbeffError::Malformed { at, reason: "bad character or entity reference in an attribute" })?;
+        if !value.chars().all(is_xml_char) {
+            let mut path = stack_path(stack);
+            path.push_str(if path.is_empty() { "" } else { "/" });
+            path.push_str(&node.name);
+            path.push_str(if key == b"xmlns" { "/@xmlns" } else { "/@key" });
+            return Err(CbeffError::InvalidCharacter { path });
+        }
         if key == b"xmlns" {
             if value != NAMESPACE {
                 return Err(CbeffError::WrongNamespace);
@@ -1306,6 +1313,10 @@ mod tests {
             (
                 replace_nth(&doc, "<Integrity>false", "<Integrity>&#1;", 1),
                 CbeffError::InvalidCharacter { path: at("BIR/BIR/BIRInfo/Integrity") },
+            ),
+            (
+                replace_nth(&doc, "key=\"RETRIES\"", "key=\"RE\u{0}TRIES\"", 0),
+                CbeffError::InvalidCharacter { path: at("BIR/BIR/others/entry/@key") },
             ),
             ("<Other/>".to_owned(), CbeffError::NotABir),
             ("<BIR xmlns=\"urn:other\"/>".to_owned(), CbeffError::WrongNamespace),
