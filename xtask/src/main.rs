@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 //! in seconds and works on a fresh clone.
 
+mod fuzz;
 mod pg;
 mod softhsm;
 mod tidy;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage:
-  cargo xtask ci                      format check, clippy, every test on SQLite and PostgreSQL
+  cargo xtask ci                      format check, clippy, every test on SQLite and PostgreSQL, a short fuzz run
   cargo xtask tidy                    architecture invariants (also run by `cargo test`)
   cargo xtask bench uin-pool [--database-url URL] [--workers N] [--count N] [--out DIR]
   cargo xtask bench idrepo [--database-url URL] [--workers N] [--count N] [--out DIR]
@@ -64,6 +65,7 @@ fn ci() -> Result<(), String> {
     run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url).envs(hsm.env()))?;
     // Doc tests are not covered by --all-targets.
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+    fuzz::run(&workspace_root())?;
     eprintln!("xtask: ci passed");
     Ok(())
 }
