@@ -633,7 +633,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..700), header in proptest::bool::ANY, at in 0usize..700) {
+        fn parsing_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..700),
+            header in proptest::bool::ANY,
+            at in 0usize..700,
+        ) {
             let mut input = if header { VERSION_R2.to_vec() } else { Vec::new() };
             input.extend_from_slice(&bytes);
             let at = at.min(input.len());

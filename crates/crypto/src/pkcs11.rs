@@ -27,11 +27,13 @@
 //!
 //! `create` makes version 1 of every purpose that has none (it is idempotent); `open` requires a
 //! version of every purpose that existed in the first release and adds the purposes that came
-//! later (datashare) to tokens that lack them. The version list is cached: `rotate` re-reads the token first (like
-//! the software keystore re-reads its file), `list` and `current` re-read it when the cache is
-//! older than [`REFRESH_AFTER`], and a key id that is not in the cache is looked for in the token
-//! before it is reported unknown. So a rotation made by another process is seen within
-//! `REFRESH_AFTER` for new data, and at once for data that names the new version.
+//! later (datashare) to tokens that lack them. The version list is cached: `rotate` re-reads
+//! the token first (like the software keystore re-reads its file), `list` and `current` re-read
+//! it when the cache is older than [`REFRESH_AFTER`], and a key id that is not in the cache is
+//! looked for in the token before it is reported unknown. So a rotation made by another process
+//! is seen within `REFRESH_AFTER` for new data, and at once for data that names the new version
+//! (hybrid payloads name no key id: a new version decrypts once it is seen, within
+//! `REFRESH_AFTER`, long before its certificate can have reached MOSIP).
 //!
 //! Sessions come from a small pool (PKCS#11 sessions are not meant to be shared between threads);
 //! the PIN logs the first one in, and PKCS#11 login state is shared by all of a process's sessions
