@@ -42,13 +42,19 @@ pub const TEMPLATE_BYTES: usize = TEMPLATE_MAGIC.len() + 2 + 4 * FACE_DIM;
 /// normalised vector is about 1e-7; anything further was not normalised).
 pub const NORM_TOLERANCE: f32 = 1e-3;
 
-/// 1:1 verification threshold at a false-match rate of 1 in 10,000 (see the module doc of
-/// [`crate::synth_face`] for how it was measured and the error rates it gives).
+/// 1:1 verification threshold at a false-match rate of 1 in 10,000: on the synthetic population
+/// (see [`crate::synth_face`] for how it was measured) FMR 0.95e-4 at 0.347, FNMR 0.43%.
 pub const THRESHOLD_FMR_1E4: f32 = 0.35;
-/// 1:1 threshold at a false-match rate of 1 in 1,000,000.
+/// 1:1 threshold at a false-match rate of 1 in 1,000,000 (measured FMR 1.0e-6 at 0.419, FNMR
+/// 1.15%).
 pub const THRESHOLD_FMR_1E6: f32 = 0.42;
 /// 1:N threshold for a gallery of 1,000,000 faces at a false-positive identification rate of
-/// about 1% (the best stranger in a million scores above it for 1 search in 100).
+/// about 1%. A search compares with every face, so FPIR ≈ N·FMR while small: 1% at N = 10⁶ needs
+/// FMR ≈ 1e-8, which the 1:1 table extrapolates to ≈ 0.47 (0.419 at 1e-6, 0.446 at 1e-7).
+/// Measured directly (exact search of 1,024 strangers against a million faces,
+/// `examples/face_bench.rs search`): the best stranger reaches 0.47 for 1.2% of searches and
+/// 0.48 for 0.1%; FNIR (the mate not first at or above the threshold) 2.7% at 0.47. The 1:1
+/// thresholds are useless at this size: 83% of strangers find someone at 0.35.
 pub const THRESHOLD_1N_1M_FPIR_1E2: f32 = 0.47;
 
 /// Errors of face templates and galleries. Messages never repeat the template's values.
@@ -153,6 +159,18 @@ impl FaceEmbedding {
         }
         Ok(FaceEmbedding { v })
     }
+}
+
+/// The calibration curve of the synthetic population ([`crate::synth_face`], the table in its
+/// module doc): `(cosine, log10 FMR)`; beyond 0.446 extrapolated along the last segment (one
+/// decade per 0.027), which the exponential-like tail of impostor cosines supports.
+static CALIBRATION: [(f64, f64); 7] =
+    [(0.0, -0.4), (0.224, -2.0), (0.296, -3.0), (0.347, -4.0), (0.387, -5.0), (0.419, -6.0), (0.446, -7.0)];
+
+/// The 1:1 false-match rate at cosine `score` (for fusion: `crate::fusion`).
+#[must_use]
+pub fn fmr(score: f64) -> f64 {
+    crate::fusion::Calibration::new(&CALIBRATION).fmr(score)
 }
 
 /// Cosine similarity of two embeddings (their dot product, as both have unit length), in

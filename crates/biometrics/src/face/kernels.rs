@@ -138,7 +138,7 @@ pub(crate) fn dot_i8(a: &[i8; FACE_DIM], b: &[i8; FACE_DIM]) -> i32 {
 /// (measured here: ≈ 0.85 µs per 512-byte row), while these independent loads put the lines of
 /// several rows in flight at once (≈ 0.34 µs per row in groups of 8). `black_box` keeps the
 /// loads, whose values are not needed.
-pub(crate) fn touch<T: Copy, const N: usize>(rows: &[&[T; N]]) {
+pub(crate) fn touch<'a, T: Copy + 'a, const N: usize>(rows: impl IntoIterator<Item = &'a [T; N]>) {
     // Values per 64-byte line.
     let step = (64 / size_of::<T>()).max(1);
     for row in rows {
