@@ -223,6 +223,7 @@ fn search(size: usize, probes_n: usize) {
         g.memory_bytes() as f64 / 1e6
     );
 
+    println!("process memory after the build: {}", memory());
     let mut rng = StdRng::seed_from_u64(99);
     let genuine: Vec<(u64, FaceEmbedding)> = kept.iter().map(|(id, p)| (*id, p.capture(&mut rng))).collect();
     let strangers: Vec<FaceEmbedding> = (0..probes_n).map(|_| SynthFace::random(&mut rng).capture(&mut rng)).collect();
@@ -301,6 +302,13 @@ fn cpu_seconds() -> f64 {
     let rest = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// Resident and peak resident memory of this process, from /proc.
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim().to_string()).unwrap_or_default();
+    format!("resident {}, peak {}", field("VmRSS:"), field("VmHWM:"))
 }
 
 fn speed(size: usize, shortlist: usize, reps: usize) {

@@ -125,6 +125,7 @@ impl FaceGallery {
         self.codes.reserve_exact(additional);
         self.scales.reserve_exact(additional);
         self.vectors.reserve_exact(additional);
+        self.at.reserve(additional);
     }
 
     /// Adds one face under `id`.
@@ -213,11 +214,16 @@ impl FaceGallery {
     /// Bytes of memory the gallery holds (its allocated capacity).
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
+        // The id index: one slot (key, list, control byte) per bucket, and each list's places
+        // (the allocator rounds each up further; this is a lower bound).
+        let index = self.at.capacity() * (size_of::<u64>() + size_of::<Vec<usize>>() + 1)
+            + self.at.values().map(|v| v.capacity() * size_of::<usize>()).sum::<usize>();
         self.ids.capacity() * size_of::<u64>()
             + self.bits.capacity() * size_of::<[u64; SIGN_WORDS]>()
             + self.codes.capacity() * size_of::<[i8; FACE_DIM]>()
             + self.scales.capacity() * size_of::<f32>()
             + self.vectors.capacity() * size_of::<[f32; FACE_DIM]>()
+            + index
     }
 
     /// For each probe, the best `k` (≤ `CANDIDATES_MAX`) faces whose exact cosine is at least
@@ -412,7 +418,7 @@ fn scan_exact(vectors: &[[f32; FACE_DIM]], ids: &[u64], probes: &[FaceEmbedding]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::{THRESHOLD_1N_1M_FPIR_1E2, cosine};
+    use crate::face::{THRESHOLD_1N_1M_FPIR_1E2, THRESHOLD_FMR_1E4, cosine};
     use crate::synth_face::SynthFace;
     use rand::SeedableRng;
 
@@ -481,6 +487,37 @@ mod tests {
         // Exact search: one thread and two agree, and scores are the cosines.
         assert_eq!(g.search_exact(&probes[..20], 10, -1.0, 1), exact[..20]);
         assert_eq!(exact[0][0].score, cosine(&probes[0], &FaceEmbedding { v: g.vectors[exact[0][0].id as usize] }));
+    }
+
+    #[test]
+    fn removal_keeps_every_other_face_findable() {
+        // 100 ids with three faces each, interleaved, so removals move faces of other ids.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let people: Vec<SynthFace> = (0..100).map(|_| SynthFace::random(&mut rng)).collect();
+        let mut g = FaceGallery::new();
+        for _ in 0..3 {
+            for (id, p) in people.iter().enumerate() {
+                g.insert(id as u64 * 10, &p.capture(&mut rng)).unwrap();
+            }
+        }
+        for id in [50, 0, 990, 170, 500] {
+            assert_eq!(g.remove(id), 3, "{id}");
+            assert_eq!(g.remove(id), 0);
+        }
+        assert_eq!(g.len(), 285);
+        let probe = people[3].capture(&mut rng);
+        for id in (0..100u64).map(|i| i * 10) {
+            // The index agrees with the rows, and score_one with a scan of them.
+            let rows: Vec<usize> = (0..g.len()).filter(|&r| g.ids[r] == id).collect();
+            let best = rows.iter().map(|&r| kernels::dot_f32(&probe.v, &g.vectors[r])).max_by(f32::total_cmp);
+            assert_eq!(g.score_one(&probe, id), best, "{id}");
+            assert_eq!(rows.len(), if [50, 0, 990, 170, 500].contains(&id) { 0 } else { 3 });
+        }
+        assert_eq!(g.score_one(&probe, 7), None);
+        // The person's own faces score highest, and the search finds them.
+        let hits = &g.search(std::slice::from_ref(&probe), 3, THRESHOLD_FMR_1E4, 2)[0];
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [30, 30, 30]);
+        assert_eq!(Some(hits[0].score), g.score_one(&probe, 30));
     }
 
     #[test]
