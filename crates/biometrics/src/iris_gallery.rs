@@ -187,11 +187,12 @@ mod tests {
             let a = SynthEye::random(&mut rng).capture(&mut rng);
             let b = SynthEye::random(&mut rng).capture(&mut rng);
             let (d, n) = crate::iris::raw_distance(&a, &b);
-            scores.push(f64::from(d) / f64::from(n));
+            scores.push(crate::iris::normalised(d, n));
         }
         let mean = scores.iter().sum::<f64>() / scores.len() as f64;
         let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / scores.len() as f64;
-        // Degrees of freedom N = p(1-p)/σ² (Daugman 2004): about 249 for real irises.
+        // Degrees of freedom N = p(1-p)/σ² of normalised distances (Daugman 2004): about 249 for
+        // real irises, and what `iris::fmr` assumes.
         let dof = mean * (1.0 - mean) / var;
         assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
         assert!((220.0..280.0).contains(&dof), "degrees of freedom {dof}");

@@ -1,11 +1,14 @@
 //! Synthetic biometric populations with known ground truth, reproducible from a seed (the
 //! caller passes the RNG). Iris model:
 //!
-//! - A person's eye is 190 independent random bits, each spread over about 11 adjacent code
+//! - A person's eye is 375 independent random bits, each spread over about 5.5 adjacent code
 //!   bits (neighbouring bits of a real iris code are correlated). Two strangers' codes then
-//!   disagree in a fraction of bits distributed like a binomial with ≈ 250 degrees of freedom
-//!   around 0.5, the shape Daugman measured on 9.1 million real comparisons (≈ 249 degrees of
-//!   freedom, HD 0.499 ± 0.032).
+//!   disagree in a fraction of bits whose *normalised* distance (`iris::normalised`, Daugman's
+//!   rescaling to 911 compared bits) is distributed like a binomial with ≈ 249 degrees of
+//!   freedom around 0.5, the shape Daugman measured on 9.1 million real comparisons (HD 0.499 ±
+//!   0.032). The calibration (`iris::fmr`) assumes exactly that of normalised distances; a
+//!   model matching 249 degrees of freedom in *raw* distances over ≈ 1,950 compared bits would
+//!   be twice as wide after normalisation and make strangers look like matches.
 //! - A capture of that eye: every independent bit flips with probability `noise` (drawn per
 //!   capture from 5–15%, so genuine distances spread like real ones), the eye is turned by up to
 //!   ±4 angular positions, and an eyelid hides a random arc of the outer rings (mask bits 0).
@@ -13,11 +16,11 @@
 use crate::iris::{ANGLES, IrisCode, RINGS, WORDS};
 use rand::Rng;
 
-/// Independent bits per eye, each spread over about 10.8 adjacent code bits. Fewer than the 249
-/// degrees of freedom wanted, because two captures are turned against each other by a number of
-/// bits that rarely lines the blocks up, and misaligned blocks add comparisons: measured, 190
-/// gives ≈ 250 degrees of freedom between strangers (see the test in `iris_gallery`).
-const INDEPENDENT_BITS: usize = 190;
+/// Independent bits per eye, each spread over about 5.5 adjacent code bits. Measured (the test in
+/// `iris_gallery`): 350 gives ≈ 235 degrees of freedom of normalised distances between
+/// strangers, 375 ≈ 250, 400 ≈ 261 (two captures are turned against each other by a number of
+/// bits that rarely lines the blocks up, and misaligned blocks add comparisons).
+const INDEPENDENT_BITS: usize = 375;
 
 /// One synthetic eye: its independent bits.
 #[derive(Clone)]
