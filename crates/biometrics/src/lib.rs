@@ -1,16 +1,18 @@
-//! Tessera's biometric engine (issue #5, in progress): templates and matchers. The matching core
+//! Tessera's biometric engine: templates, formats, matchers, fusion and the 1:N gallery. The matching core
 //! is pure computation: no I/O, no clock, no randomness of its own.
 
 pub mod cbeff;
 pub mod face;
 pub mod finger;
 pub mod fusion;
+pub mod gallery;
 pub mod iris;
 pub mod iris_gallery;
 pub mod iso19794;
 pub mod synth;
 pub mod synth_face;
 pub mod synth_finger;
+pub mod templates;
 
 /// Errors of template parsing and matching. Messages carry no biometric data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
