@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 //! in seconds and works on a fresh clone.
 
+mod activemq;
 mod fuzz;
 mod pg;
 mod softhsm;
@@ -62,7 +63,13 @@ fn ci() -> Result<(), String> {
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     let (_cluster, url) = pg::from_env_or_start(pg::Durability::Off)?;
     let hsm = softhsm::from_env_or_setup()?;
-    run(cargo().args(["test", "--workspace", "--all-targets", "--locked"]).env(pg::TEST_URL_VAR, &url).envs(hsm.env()))?;
+    // The STOMP tests start their own brokers from the package; the variable makes them fail if it is missing.
+    let activemq_home = activemq::from_env_or_install()?;
+    run(cargo()
+        .args(["test", "--workspace", "--all-targets", "--locked"])
+        .env(pg::TEST_URL_VAR, &url)
+        .envs(hsm.env())
+        .env(activemq::HOME_VAR, &activemq_home))?;
     // Doc tests are not covered by --all-targets.
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
     fuzz::run(&workspace_root())?;

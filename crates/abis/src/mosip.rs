@@ -7,7 +7,7 @@
 //! fields of each operation) and names the failure reason MOSIP defines for each fault, so the
 //! registration processor can act on it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The request `version` MOSIP sends.
@@ -270,7 +270,7 @@ pub fn parse(message: &[u8]) -> Result<Request, Rejected> {
 }
 
 /// A response, as MOSIP expects it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
     pub id: String,
@@ -279,18 +279,18 @@ pub struct Response {
     pub response_time: String,
     /// `"1"` success, `"2"` failure.
     pub return_value: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_list: Option<CandidateList>,
-    #[serde(rename = "jobscount", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "jobscount", default, skip_serializing_if = "Option::is_none")]
     pub jobs_count: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<String>,
 }
 
 /// Identify's answer: every candidate at or above the ABIS's threshold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateList {
     pub count: String,
     pub candidates: Vec<Candidate>,
@@ -298,7 +298,7 @@ pub struct CandidateList {
     pub analytics: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     pub reference_id: String,
@@ -306,7 +306,7 @@ pub struct Candidate {
     pub modalities: Vec<ModalityScore>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModalityScore {
     /// `FIR` (finger), `IIR` (iris), `FID` (face).

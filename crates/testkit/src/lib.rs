@@ -5,6 +5,7 @@
 //! command) sets it, starting a throwaway cluster when none is given. A PostgreSQL test run
 //! without it fails loudly: a storage test that silently skips one backend proves nothing.
 
+pub mod activemq;
 pub mod mosip;
 
 use sqlx::Connection;
