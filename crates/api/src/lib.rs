@@ -6,6 +6,7 @@
 //! and metrics name the matched route template (`/v1/identities/{uin}`), never the raw path,
 //! so an identifier in a URL never reaches a log line or a metric label.
 
+mod abis;
 mod auth;
 pub mod error;
 mod health;
@@ -46,6 +47,8 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 pub struct AppState {
     pub db: Db,
     pub repo: IdRepo,
+    /// The ABIS engine, when this process serves one.
+    pub abis: Option<Arc<tessera_abis::Engine>>,
     metrics: PrometheusHandle,
     openapi: Arc<String>,
 }
@@ -57,6 +60,7 @@ pub struct AppState {
         (name = "operations", description = "Health, readiness, metrics, API description"),
         (name = "identities", description = "The identity repository (bearer token with a role)"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "abis", description = "MOSIP's ABIS API over HTTP (role abis_client)"),
     ),
     modifiers(&BearerAuth),
 )]
@@ -101,6 +105,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(identities::versions))
         .routes(routes!(identities::attachment))
         .routes(routes!(identities::audit_log))
+        .routes(routes!(abis::request))
 }
 
 /// The OpenAPI document of every endpoint this build serves.
@@ -111,9 +116,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole HTTP application over the identity repository (and its database).
 pub fn app(repo: IdRepo) -> Router {
+    app_with(repo, None)
+}
+
+/// `app` with an ABIS engine behind `/v1/abis`.
+pub fn app_with(repo: IdRepo, abis: Option<Arc<tessera_abis::Engine>>) -> Router {
     let (router, doc) = api_router().split_for_parts();
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
-    let state = AppState { db: repo.db().clone(), repo, metrics: metrics_handle(), openapi: Arc::new(doc) };
+    let state = AppState { db: repo.db().clone(), repo, abis, metrics: metrics_handle(), openapi: Arc::new(doc) };
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

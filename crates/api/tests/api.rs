@@ -324,6 +324,7 @@ async fn openapi_is_valid_and_lists_every_endpoint() {
         "/v1/identities/{uin}/versions",
         "/v1/identities/{uin}/attachments/{ref}",
         "/v1/audit",
+        "/v1/abis",
     ]
     .into();
     assert_eq!(paths, expected);

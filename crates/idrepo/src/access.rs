@@ -32,6 +32,9 @@ pub enum Role {
     Adjudicator,
     /// Auditors: the audit log and change history (who/when/why), never record contents.
     Auditor,
+    /// A system using the ABIS (MOSIP's registration processor, Tessera's own pipeline): ABIS
+    /// requests only, never identity records.
+    AbisClient,
 }
 
 /// Things a role may be allowed to do.
@@ -44,10 +47,12 @@ pub enum Permission {
     /// Version metadata: who, when, why.
     IdentityHistory,
     AuditRead,
+    /// Send ABIS requests (insert, identify, delete, counts).
+    AbisRequest,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Admin, Role::Operator, Role::Supervisor, Role::Adjudicator, Role::Auditor];
+    pub const ALL: [Role; 6] = [Role::Admin, Role::Operator, Role::Supervisor, Role::Adjudicator, Role::Auditor, Role::AbisClient];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -57,6 +62,7 @@ impl Role {
             Role::Supervisor => "supervisor",
             Role::Adjudicator => "adjudicator",
             Role::Auditor => "auditor",
+            Role::AbisClient => "abis_client",
         }
     }
 
@@ -76,6 +82,7 @@ impl Role {
             Role::Supervisor => matches!(p, P::IdentityCreate | P::IdentityRead | P::IdentityUpdate | P::IdentityHistory),
             Role::Adjudicator => matches!(p, P::IdentityRead | P::IdentityHistory),
             Role::Auditor => matches!(p, P::IdentityHistory | P::AuditRead),
+            Role::AbisClient => matches!(p, P::AbisRequest),
         }
     }
 }
@@ -221,5 +228,8 @@ mod tests {
         assert!(!Role::Operator.allows(Permission::IdentityRead));
         assert!(Role::Auditor.allows(Permission::AuditRead));
         assert!(!Role::Supervisor.allows(Permission::AuditRead));
+        assert!(Role::AbisClient.allows(Permission::AbisRequest));
+        assert!(!Role::AbisClient.allows(Permission::IdentityRead));
+        assert!(!Role::Adjudicator.allows(Permission::AbisRequest));
     }
 }

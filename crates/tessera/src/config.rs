@@ -16,8 +16,14 @@ use tessera_store::uin_pool::PoolConfig;
 /// Name of the configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "tessera.toml";
 /// Environment variables that are not configuration keys (read elsewhere, or by tests).
-const ENV_NOT_CONFIG: &[&str] =
-    &["config", "log", "test_database_url", "test_pkcs11_module", "master_key", "master_passphrase", "pkcs11_pin"];
+/// Every `TESSERA_TEST_*` variable belongs to the test suite (database, PKCS#11 module, broker)
+/// and is never configuration either.
+const ENV_NOT_CONFIG: &[&str] = &["config", "log", "master_key", "master_passphrase", "pkcs11_pin"];
+
+fn is_config_var(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    !key.starts_with("test_") && !ENV_NOT_CONFIG.contains(&key.as_str())
+}
 
 /// Which parts of the system this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -91,6 +97,59 @@ pub struct KeystoreConfig {
     pub vault_url: Option<String>,
 }
 
+/// The ABIS (biometric de-duplication) this process serves at `/v1/abis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbisSettings {
+    /// Serve the ABIS (load the gallery at start). Off: `/v1/abis` answers 503 `abis_disabled`.
+    pub enabled: bool,
+    /// Threads a search uses; 0: every core.
+    pub threads: usize,
+    /// Most candidates an Identify returns.
+    pub candidates_max: usize,
+    /// `targetFPIR` when a request gives none: round(−10·log10 FPIR), 30 = 1 in 1,000.
+    pub target_fpir: u32,
+    /// Width of the adjudication band below the match threshold, in decades of FMR.
+    pub review_decades: f64,
+    /// MOSIP's `Authorization` cookie value for the data share (referenceURL); from
+    /// `TESSERA_ABIS__DATASHARE_TOKEN` rather than a file in production.
+    pub datashare_token: Option<String>,
+    /// Accept `http://` referenceURLs (a data share inside a private network).
+    pub datashare_allow_http: bool,
+    /// The data share encrypts to Tessera's `datashare` key (MOSIP's hybrid format; the policy
+    /// of MOSIP's ABIS partner normally does). Off: the share sends plain CBEFF.
+    pub datashare_encrypted: bool,
+}
+
+impl Default for AbisSettings {
+    fn default() -> Self {
+        let d = tessera_abis::AbisConfig::default();
+        AbisSettings {
+            enabled: true,
+            threads: 0,
+            candidates_max: d.candidates_max,
+            target_fpir: d.target_fpir_default,
+            review_decades: d.review_decades,
+            datashare_token: None,
+            datashare_allow_http: false,
+            datashare_encrypted: true,
+        }
+    }
+}
+
+impl AbisSettings {
+    #[must_use]
+    pub fn engine(&self) -> tessera_abis::AbisConfig {
+        let d = tessera_abis::AbisConfig::default();
+        tessera_abis::AbisConfig {
+            threads: if self.threads == 0 { d.threads } else { self.threads },
+            candidates_max: self.candidates_max.clamp(1, tessera_biometrics::iris_gallery::CANDIDATES_MAX),
+            target_fpir_default: self.target_fpir,
+            review_decades: self.review_decades,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -114,6 +173,8 @@ pub struct Config {
     pub uin_pool: PoolConfig,
     pub worker: WorkerConfig,
     pub keystore: KeystoreConfig,
+    #[serde(default)]
+    pub abis: AbisSettings,
 }
 
 impl Default for Config {
@@ -131,6 +192,7 @@ impl Default for Config {
             uin_pool: PoolConfig::default(),
             worker: WorkerConfig::default(),
             keystore: KeystoreConfig::default(),
+            abis: AbisSettings::default(),
         }
     }
 }
@@ -155,7 +217,7 @@ impl Config {
     /// # Errors
     /// An unreadable or malformed file, an unknown key, or invalid values (all listed).
     pub fn load(over: &Overrides, listen: Option<SocketAddr>, role: Option<Role>) -> anyhow::Result<Config> {
-        let env = || Env::prefixed("TESSERA_").filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_ascii_lowercase().as_str())).split("__");
+        let env = || Env::prefixed("TESSERA_").filter(|k| is_config_var(k.as_str())).split("__");
         // The data directory decides where the default file is, so resolve it first.
         let data_dir: PathBuf = match &over.data_dir {
             Some(d) => d.clone(),

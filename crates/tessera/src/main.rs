@@ -147,9 +147,12 @@ enum PoolCmd {
 enum KeysCmd {
     /// Every key version (never key material), as JSON lines.
     List,
-    /// Add a new version of PURPOSE (identity, lookup, partner_token, signing, audit) and make
-    /// it current; older versions stay available for reading and verifying.
+    /// Add a new version of PURPOSE (identity, lookup, partner_token, signing, audit, datashare)
+    /// and make it current; older versions stay available for reading and verifying.
     Rotate { purpose: String },
+    /// Print the X.509 certificate (PEM) of PURPOSE's current key (datashare: upload it to
+    /// MOSIP's partner management as the ABIS partner's encryption certificate).
+    Certificate { purpose: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -465,7 +468,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let app = tessera_api::app(repo.clone());
+        let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
+        let app = tessera_api::app_with(repo.clone(), abis);
         tasks.spawn(async move {
             if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
@@ -485,6 +489,35 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     opened.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads the ABIS gallery (progress in the log) and returns the engine.
+async fn open_abis(cfg: &Config, repo: &tessera_idrepo::IdRepo) -> anyhow::Result<std::sync::Arc<tessera_abis::Engine>> {
+    let started = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
+    let mut progress = |loaded: usize, total: usize| {
+        if last_report.elapsed() >= std::time::Duration::from_secs(2) || loaded == total {
+            tracing::info!(loaded, total, "loading the ABIS gallery");
+            last_report = std::time::Instant::now();
+        }
+    };
+    // MOSIP encrypts the data share to the certificate of its ABIS partner: Tessera's
+    // `datashare` key (`tessera keys certificate datashare` prints it for upload).
+    let decrypt: Option<tessera_abis::datashare::Decrypt> = cfg.abis.datashare_encrypted.then(|| {
+        let ks = repo.keystore().clone();
+        let d: tessera_abis::datashare::Decrypt = std::sync::Arc::new(move |payload: &[u8]| {
+            ks.hybrid_decrypt(tessera_crypto::Purpose::Datashare, payload).map_err(|_| tessera_abis::FetchError::Decrypt)
+        });
+        d
+    });
+    let fetch = tessera_abis::datashare::Datashare::new(cfg.abis.datashare_token.clone(), decrypt)
+        .map_err(|e| anyhow::anyhow!("cannot set up the data share client: {e}"))?
+        .allow_http(cfg.abis.datashare_allow_http);
+    let engine = tessera_abis::Engine::open(repo.clone(), std::sync::Arc::new(fetch), cfg.abis.engine(), &mut progress)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the ABIS gallery ({}): {e}", e.code()))?;
+    tracing::info!(references = engine.len(), seconds = started.elapsed().as_secs_f64(), "ABIS gallery loaded");
+    Ok(std::sync::Arc::new(engine))
 }
 
 async fn wait_for_signal() {
@@ -517,8 +550,9 @@ async fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
             }
         }
         KeysCmd::Rotate { purpose } => {
-            let purpose = tessera_crypto::Purpose::parse(&purpose)
-                .map_err(|_| anyhow::anyhow!("unknown purpose {purpose:?}: expected identity, lookup, partner_token, signing or audit"))?;
+            let purpose = tessera_crypto::Purpose::parse(&purpose).map_err(|_| {
+                anyhow::anyhow!("unknown purpose {purpose:?}: expected identity, lookup, partner_token, signing, audit or datashare")
+            })?;
             let id = ks.rotate(purpose, now_ms())?;
             println!("{id}");
             // Data under older versions stays readable; a job moves it to the new one.
@@ -536,6 +570,15 @@ async fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
                 db.close().await;
                 eprintln!("queued {} to move existing data to {id}", kind.as_str());
             }
+        }
+        KeysCmd::Certificate { purpose } => {
+            let purpose = tessera_crypto::Purpose::parse(&purpose).map_err(|_| anyhow::anyhow!("unknown purpose {purpose:?}"))?;
+            let der = ks
+                .certificate(ks.current(purpose))
+                .map_err(|e| anyhow::anyhow!("no certificate for {} keys ({})", purpose.as_str(), e.code()))?;
+            let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+            let body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+            println!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----", body.join("\n"));
         }
     }
     Ok(())

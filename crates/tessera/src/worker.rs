@@ -117,6 +117,11 @@ async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased) -> Result<(), String>
             let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
             repo.destroy_data_key(id).await.map(|_| ()).map_err(|e| e.to_string())
         }
+        JobKind::AbisDestroyKey => {
+            let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
+            repo.destroy_sealed(id).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+        JobKind::AbisSearchShard => Err("this worker holds no ABIS shard".to_owned()),
     }
 }
 

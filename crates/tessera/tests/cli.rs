@@ -306,7 +306,7 @@ fn keystore_lives_apart_from_its_master_key_and_rotates() {
         assert!(ok, "{err}");
         out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
     };
-    assert_eq!(list(dir.path()).iter().filter(|k| k["current"] == true).count(), 5);
+    assert_eq!(list(dir.path()).iter().filter(|k| k["current"] == true).count(), 6);
     let (ok, out, _) = stdout_of(tessera(dir.path()).args(["keys", "rotate", "identity"]));
     assert!(ok && out.trim() == "identity.v2", "{out}");
     let keys = list(dir.path());
