@@ -4,6 +4,7 @@
 pub mod datashare;
 pub mod engine;
 pub mod mosip;
+pub mod queue;
 pub mod stomp;
 
 pub use engine::{AbisConfig, Engine};

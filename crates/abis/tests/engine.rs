@@ -11,10 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tessera_abis::{AbisConfig, Engine, Fetch, FetchError};
-use tessera_biometrics::synth::SynthEye;
-use tessera_biometrics::synth_face::SynthFace;
-use tessera_biometrics::synth_finger::SynthHands;
-use tessera_biometrics::templates::{Eye, TemplateSet};
+use tessera_biometrics::synth::SynthPerson;
 use tessera_core::IdRules;
 use tessera_core::schema::Schema;
 use tessera_crypto::{MasterKey, SoftwareKeystore};
@@ -41,26 +38,16 @@ impl Fetch for Share {
     }
 }
 
-/// A synthetic person: two eyes, a face, ten fingers.
-struct Person {
-    eyes: [SynthEye; 2],
-    face: SynthFace,
-    hands: SynthHands,
-}
+/// A synthetic person; `cbeff` is one capture session as MOSIP's CBEFF.
+struct Person(SynthPerson);
 
 impl Person {
     fn random(rng: &mut impl rand::Rng) -> Self {
-        Person { eyes: [SynthEye::random(rng), SynthEye::random(rng)], face: SynthFace::random(rng), hands: SynthHands::random(rng) }
+        Person(SynthPerson::random(rng))
     }
 
-    /// One capture session as a MOSIP CBEFF document.
     fn cbeff(&self, rng: &mut impl rand::Rng) -> Vec<u8> {
-        let set = TemplateSet {
-            irises: vec![(Eye::Right, self.eyes[0].capture(rng)), (Eye::Left, self.eyes[1].capture(rng))],
-            face: Some(self.face.capture(rng)),
-            fingers: self.hands.capture(rng).into_iter().enumerate().map(|(i, t)| (u8::try_from(i + 1).unwrap(), t)).collect(),
-        };
-        tessera_biometrics::cbeff::emit(&set.to_birs("2026-11-25T10:00:00.000Z")).into_bytes()
+        self.0.cbeff(rng, "2026-11-25T10:00:00.000Z")
     }
 }
 
@@ -268,4 +255,79 @@ fn corrupt_first_bdb(xml: &str) -> String {
     format!("{}{}{}", &xml[..start], "Rk1SACAyMAAAAA==", &xml[end..])
 }
 
-storage_tests!(round_trip, retries_and_refusals);
+/// MOSIP's transport: the same requests as JSON messages on a private ActiveMQ broker's queues,
+/// answered on the outbound queue with their correlation ids; a request sent again under its
+/// request id is answered again with the stored answer, and executed once; garbage is answered
+/// with MOSIP's failure reason and the consumer goes on.
+async fn over_the_queue(url: &str) {
+    use tessera_abis::queue::{self, QueueConfig};
+    use tessera_abis::stomp::{Body, Config, Connection, SendOptions, SubscribeOptions};
+    use tessera_testkit::activemq::{self, Broker};
+    let Some(broker) = Broker::shared() else { return };
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let engine = Arc::new(f.engine().await);
+    let stomp = Config::new(broker.stomp_addr()).with_credentials(activemq::USER, activemq::PASSWORD);
+    let cfg = QueueConfig {
+        inbound: activemq::unique_queue("mosip-to-abis"),
+        outbound: activemq::unique_queue("abis-to-mosip"),
+        ..QueueConfig::new(stomp.clone())
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(queue::run(Arc::clone(&engine), cfg.clone(), stopped));
+
+    // MOSIP's side: sends bytes messages, reads answers.
+    let mosip = Connection::connect(&stomp).await.unwrap();
+    let mut answers = mosip.subscribe(&cfg.outbound, &SubscribeOptions::default()).await.unwrap();
+    let send = |body: Vec<u8>, correlation: &str| {
+        let options = SendOptions { headers: vec![("correlation-id".into(), correlation.into())], ..SendOptions::default() };
+        let mosip = &mosip;
+        let inbound = cfg.inbound.clone();
+        async move { mosip.send(&inbound, Body::Bytes(&body), &options).await.unwrap() }
+    };
+    let mut receive = async || {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(60), answers.next()).await.expect("an answer in time").unwrap();
+        answers.ack(&m).await.unwrap();
+        (serde_json::from_slice::<Value>(m.body()).unwrap(), m.header("correlation-id").map(str::to_owned))
+    };
+    let people: Vec<Person> = (0..5).map(|_| Person::random(&mut rng)).collect();
+    for (i, p) in people.iter().enumerate() {
+        f.share.put(&format!("https://share/q{i}"), p.cbeff(&mut rng));
+        send(insert(&format!("q-ins-{i}"), &format!("q-ref-{i}"), &format!("https://share/q{i}")), &format!("c{i}")).await;
+    }
+    let mut inserted = Vec::new();
+    for _ in 0..5 {
+        let (r, correlation) = receive().await;
+        assert_eq!(r["returnValue"], "1", "{r}");
+        assert_eq!(r["id"], "mosip.abis.insert");
+        inserted.push((r["requestId"].as_str().unwrap().to_owned(), correlation.unwrap()));
+    }
+    inserted.sort();
+    assert_eq!(inserted, (0..5).map(|i| (format!("q-ins-{i}"), format!("c{i}"))).collect::<Vec<_>>());
+
+    // The planted duplicate of person 3 is found through the queue.
+    f.share.put("https://share/q-again", people[3].cbeff(&mut rng));
+    send(identify("q-idf", None, Some("https://share/q-again")), "idf").await;
+    let (r, _) = receive().await;
+    assert_eq!(matches(&r), vec!["q-ref-3".to_owned()], "{r}");
+
+    // A retried insert (MOSIP did not see the answer) is answered the same and not executed.
+    send(insert("q-ins-1", "q-ref-1", "https://share/q1"), "again").await;
+    let (r, _) = receive().await;
+    assert_eq!((r["requestId"].as_str(), r["returnValue"].as_str()), (Some("q-ins-1"), Some("1")), "{r}");
+    send(simple("mosip.abis.referenceCount", "q-count", None), "count").await;
+    assert_eq!(receive().await.0["count"], "5");
+
+    // Garbage on the queue gets MOSIP's failure answer, and the consumer goes on.
+    send(b"{not json".to_vec(), "bad").await;
+    let (r, _) = receive().await;
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("4")), "{r}");
+    send(simple("mosip.abis.ping", "q-ping", None), "ping").await;
+    assert_eq!(receive().await.0["returnValue"], "1");
+
+    stop.send(true).unwrap();
+    server.await.unwrap();
+    mosip.disconnect().await.unwrap();
+}
+
+storage_tests!(round_trip, retries_and_refusals, over_the_queue);

@@ -36,6 +36,141 @@ async fn spawn_app(url: &str) -> TestApp {
     TestApp { base, db, repo, client: reqwest::Client::new(), _dir: dir }
 }
 
+/// `spawn_app` with an ABIS engine behind `/v1/abis`, fetching from data shares over plain HTTP
+/// and decrypting with the keystore's `datashare` key, as `tessera serve` sets it up.
+async fn spawn_app_with_abis(url: &str) -> TestApp {
+    let plain = spawn_app(url).await;
+    let ks = plain.repo.keystore().clone();
+    let decrypt: tessera_abis::datashare::Decrypt = Arc::new(move |payload: &[u8]| {
+        ks.hybrid_decrypt(tessera_crypto::Purpose::Datashare, payload).map_err(|_| tessera_abis::FetchError::Decrypt)
+    });
+    let fetch = tessera_abis::datashare::Datashare::new(Some("test-token".into()), Some(decrypt)).unwrap().allow_http(true);
+    let cfg = tessera_abis::AbisConfig { threads: 2, ..tessera_abis::AbisConfig::default() };
+    let engine = tessera_abis::Engine::open(plain.repo.clone(), Arc::new(fetch), cfg, &mut |_, _| {}).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = tessera_api::app_with(plain.repo.clone(), Some(Arc::new(engine)));
+    tokio::spawn(tessera_api::serve(listener, app, std::future::pending()));
+    TestApp { base, ..plain }
+}
+
+/// A MOSIP data share: `GET /share/{key}` answers what was put under the key, when the request
+/// carries the `Authorization` cookie; an unknown key answers MOSIP's "expired" error, with
+/// HTTP 200 as MOSIP does.
+async fn spawn_datashare() -> (String, Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>) {
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+    type Shares = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+    let shares: Shares = Arc::default();
+    let get = async |State(shares): State<Shares>, Path(key): Path<String>, headers: HeaderMap| -> (axum::http::StatusCode, String) {
+        if headers.get("cookie").and_then(|c| c.to_str().ok()) != Some("Authorization=test-token") {
+            return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+        }
+        match shares.lock().unwrap().get(&key) {
+            Some(body) => (axum::http::StatusCode::OK, body.clone()),
+            None => (
+                axum::http::StatusCode::OK,
+                r#"{"id":"mosip.data.share","errors":[{"errorCode":"DAT-SER-006","message":"Data share usuage expired"}]}"#.into(),
+            ),
+        }
+    };
+    let app = axum::Router::new().route("/share/{key}", axum::routing::get(get)).with_state(Arc::clone(&shares));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/share", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, shares)
+}
+
+/// MOSIP's ABIS API over HTTP with MOSIP's encrypted data share: insert, identify (the planted
+/// duplicate), reference count, delete; who may call it; a share that has expired or that does
+/// not decrypt gets MOSIP's failure reasons.
+async fn abis_over_http(db_url: &str) {
+    use reqwest::Method as M;
+    use tessera_biometrics::synth::SynthPerson;
+    let app = spawn_app_with_abis(db_url).await;
+    let (share, shares) = spawn_datashare().await;
+    let cert = app.repo.keystore().certificate(app.repo.keystore().current(tessera_crypto::Purpose::Datashare)).unwrap();
+    let put = |key: &str, cbeff: &[u8]| {
+        let sealed = tessera_crypto::hybrid::encode(&tessera_crypto::hybrid_encrypt(&cert, cbeff).unwrap());
+        shares.lock().unwrap().insert(key.to_owned(), sealed);
+        format!("{share}/{key}")
+    };
+    let request = |id: &str, request_id: &str, extra: Value| {
+        let mut v = json!({"id": id, "version": "1.1", "requestId": request_id, "requesttime": "2026-12-06T10:00:00.000Z"});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let client = app.token(Role::AbisClient).await;
+    let call = async |token: &str, body: &Value| {
+        let res = app.req(M::POST, "/v1/abis", token).json(body).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()
+    };
+
+    let ping = request("mosip.abis.ping", "p-1", json!({}));
+    assert_eq!(app.client.post(format!("{}/v1/abis", app.base)).json(&ping).send().await.unwrap().status(), 401);
+    let operator = app.token(Role::Operator).await;
+    assert_eq!(code_of(app.req(M::POST, "/v1/abis", &operator).json(&ping).send().await.unwrap()).await, (403, "forbidden".into()));
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let people: Vec<SynthPerson> = (0..6).map(|_| SynthPerson::random(&mut rng)).collect();
+    for (i, p) in people.iter().enumerate() {
+        let url = put(&format!("k{i}"), &p.cbeff(&mut rng, "2026-12-06T10:00:00.000Z"));
+        let r = call(
+            &client,
+            &request("mosip.abis.insert", &format!("ins-{i}"), json!({"referenceId": format!("ref-{i}"), "referenceURL": url})),
+        )
+        .await;
+        assert_eq!(r["returnValue"], "1", "{r}");
+    }
+    let url = put("again", &people[4].cbeff(&mut rng, "2026-12-06T10:00:00.000Z"));
+    let r = call(
+        &client,
+        &request(
+            "mosip.abis.identify",
+            "idf-1",
+            json!({"referenceId": "", "referenceURL": url, "flags": {"maxResults": "5", "targetFPIR": "30"}}),
+        ),
+    )
+    .await;
+    assert_eq!(r["returnValue"], "1", "{r}");
+    assert_eq!(r["candidateList"]["candidates"][0]["referenceId"], "ref-4", "{r}");
+    assert_eq!(r["candidateList"]["candidates"][0]["analytics"]["decision"], "match", "{r}");
+    let r = call(&client, &request("mosip.abis.referenceCount", "cnt-1", json!({}))).await;
+    assert_eq!(r["count"], "6", "{r}");
+    let r = call(&client, &request("mosip.abis.delete", "del-1", json!({"referenceId": "ref-4"}))).await;
+    assert_eq!(r["returnValue"], "1", "{r}");
+    let r = call(&client, &request("mosip.abis.referenceCount", "cnt-2", json!({}))).await;
+    assert_eq!(r["count"], "5", "{r}");
+
+    // An expired share (17), one encrypted to another key (7: unable to fetch), none inserted.
+    let r = call(&client, &request("mosip.abis.insert", "ins-x", json!({"referenceId": "ref-x", "referenceURL": format!("{share}/gone")})))
+        .await;
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("17")), "{r}");
+    let other =
+        tessera_crypto::software::SoftwareKeystore::create(&app._dir.path().join("other"), MasterKey::generate().unwrap(), None, now_ms())
+            .unwrap();
+    let other_cert =
+        tessera_crypto::Keystore::certificate(&other, tessera_crypto::Keystore::current(&other, tessera_crypto::Purpose::Datashare))
+            .unwrap();
+    let sealed = tessera_crypto::hybrid::encode(
+        &tessera_crypto::hybrid_encrypt(&other_cert, &people[0].cbeff(&mut rng, "2026-12-06T10:00:00.000Z")).unwrap(),
+    );
+    shares.lock().unwrap().insert("wrong-key".into(), sealed);
+    let r = call(
+        &client,
+        &request("mosip.abis.insert", "ins-y", json!({"referenceId": "ref-y", "referenceURL": format!("{share}/wrong-key")})),
+    )
+    .await;
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("7")), "{r}");
+    let r = call(&client, &request("mosip.abis.referenceCount", "cnt-3", json!({}))).await;
+    assert_eq!(r["count"], "5", "{r}");
+
+    // A process without an ABIS says so.
+    let plain = spawn_app(db_url).await;
+    assert_eq!(code_of(plain.req(M::POST, "/v1/abis", &client).json(&ping).send().await.unwrap()).await, (503, "abis_disabled".into()));
+}
+
 impl TestApp {
     async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
@@ -192,7 +327,8 @@ tessera_testkit::storage_tests!(
     ready_on_each_database,
     not_ready_when_database_is_gone,
     identities_over_http,
-    tokens_and_roles_are_enforced
+    tokens_and_roles_are_enforced,
+    abis_over_http
 );
 
 async fn ready_on_each_database(url: &str) {

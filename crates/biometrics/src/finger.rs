@@ -1,6 +1,55 @@
 //! Finger matching: ISO/IEC 19794-2 minutiae compared by rotation- and translation-invariant geometry, fused over fingers.
 //!
-//! (Documentation of the model, score scale and thresholds follows once calibrated.)
+//! # 1:1 (`matcher`)
+//!
+//! Each minutia gets a local structure describing its neighbours within 100 px in its own frame
+//! (a bit form of Cappelli, Ferrara and Maltoni's Minutia Cylinder-Code, IEEE TPAMI 32(12),
+//! 2010: 8 × 8 spatial cells × 6 direction planes, one `u64` per plane, cells outside the
+//! template's hull marked unknown). Structures are invariant to rotation and translation, so
+//! the best-matching pairs of structures propose alignments (12 seeds); each is refined by a
+//! least-squares rigid fit, and the minutiae it pairs (within 15 px and 20°) are counted.
+//!
+//! **Score scale**: `m² / (n_a · n_b)` for `m` paired minutiae of `n_a` and `n_b` (Jain, Hong and
+//! Bolle, IEEE TPAMI 19(4), 1997), in `[0, 1]`, higher is more alike; 1 when every minutia of
+//! both pairs. Strangers score around 0.01, two captures of one finger mostly 0.2–0.6 (partial
+//! overlap, 10–30% missed minutiae).
+//!
+//! # Fusion over fingers and thresholds
+//!
+//! A person's fused score is the **sum** of the per-finger scores over the positions both sides
+//! have ([`fuse`]): the fingers of a stranger are independent, and a sum of ten small impostor
+//! scores stays small while ten genuine ones add up (d′ more than 2.5 × one finger's, tested).
+//! Thresholds, calibrated on the synthetic population (`finger_bench calibrate`: millions of
+//! impostor comparisons for one finger, the ten-finger impostor distribution by convolution of
+//! the one-finger one, since a stranger's fingers are independent):
+//!
+//! | threshold | score | FMR |
+//! |---|---|---|
+//! | [`FINGER_THRESHOLD`] | 0.09 (one finger) | 10⁻⁴ (FNMR ≈ 0.1%) |
+//! | [`FUSED_THRESHOLD`] | 0.5 (fused, 1:1) | 10⁻⁴ |
+//! | [`FUSED_THRESHOLD_1N`] | 0.8 (fused, 1:N) | 10⁻⁹ |
+//!
+//! [`fmr`] interpolates `log10 FMR` between these points for `crate::fusion`. The calibration is
+//! that of ten fingers; a probe with fewer fingers has a narrower impostor sum, so the FMR it
+//! reports for them is an over-estimate (the safe side), and such a probe needs stronger
+//! fingers to reach the same evidence: two thumbs of a mate typically fuse between the 1:1 and
+//! 1:N thresholds.
+//!
+//! # 1:N (`gallery`, `index`)
+//!
+//! A fixed-length 1,024-bit code per finger from minutia-pair geometry, compared by popcount,
+//! ranks the whole gallery; the full matcher verifies only a short list (default 30 persons),
+//! best-indexed fingers first, dropping a person early when the first three fingers fuse under
+//! 0.15.
+//!
+//! # Fingerprint images
+//!
+//! Templates come as ISO/IEC 19794-2 minutiae (MOSIP's format 2). Finger images (19794-4) need a
+//! minutiae extractor, NIST's NBIS `mindtct`: no maintained Rust crate wraps it and Debian does
+//! not package NBIS, so building it would put a C toolchain and NIST's own build system into
+//! every Tessera build. Images therefore need an extractor outside the binary, behind an HTTP
+//! plugin interface in the manner of MOSIP's BioSDK service (not built yet); until then a
+//! document with finger images and no minutiae is refused as `NeedsExtractor`.
 
 mod gallery;
 mod index;
@@ -10,7 +59,7 @@ pub use gallery::{Candidate, FingerGallery, FingerProbe, Fingers, SHORTLIST_DEFA
 pub use index::{INDEX_BITS, IndexCode};
 pub use matcher::{Comparison, PreparedFinger};
 
-/// Per-finger score at which the false-match rate is 10⁻⁴ (calibration: see the module doc).
+/// Per-finger score at which the false-match rate is 10⁻⁴ (see the module doc).
 pub const FINGER_THRESHOLD: f32 = 0.09;
 /// Fused score at which the false-match rate between two persons is 10⁻⁴.
 pub const FUSED_THRESHOLD: f32 = 0.5;
@@ -30,7 +79,7 @@ pub fn fmr(score: f64) -> f64 {
 }
 
 /// Fuses per-finger scores of one pair of persons, one score per finger position compared:
-/// their sum (see the module doc for why a plain sum).
+/// their sum (see the module doc).
 pub fn fuse(scores: impl IntoIterator<Item = f32>) -> f32 {
     scores.into_iter().sum()
 }

@@ -64,3 +64,39 @@ impl SynthEye {
         IrisCode::from_words(code, mask).rotated(rng.random_range(-4..=4))
     }
 }
+
+/// A synthetic person: two eyes, a face and ten fingers, each following its own model
+/// ([`SynthEye`], [`crate::synth_face::SynthFace`], [`crate::synth_finger::SynthHands`]); the
+/// modalities are drawn independently, as a real person's are independent between strangers.
+#[derive(Debug, Clone)]
+pub struct SynthPerson {
+    pub eyes: [SynthEye; 2],
+    pub face: crate::synth_face::SynthFace,
+    pub hands: crate::synth_finger::SynthHands,
+}
+
+impl SynthPerson {
+    pub fn random(rng: &mut impl Rng) -> Self {
+        SynthPerson {
+            eyes: [SynthEye::random(rng), SynthEye::random(rng)],
+            face: crate::synth_face::SynthFace::random(rng),
+            hands: crate::synth_finger::SynthHands::random(rng),
+        }
+    }
+
+    /// One capture session: both irises (right, left), the face, all ten fingers (ISO positions
+    /// 1–10).
+    pub fn capture(&self, rng: &mut impl Rng) -> crate::templates::TemplateSet {
+        use crate::templates::Eye;
+        crate::templates::TemplateSet {
+            irises: vec![(Eye::Right, self.eyes[0].capture(rng)), (Eye::Left, self.eyes[1].capture(rng))],
+            face: Some(self.face.capture(rng)),
+            fingers: self.hands.capture(rng).into_iter().zip(1u8..).map(|(t, position)| (position, t)).collect(),
+        }
+    }
+
+    /// One capture session as a MOSIP CBEFF document (`TemplateSet::to_birs`).
+    pub fn cbeff(&self, rng: &mut impl Rng, creation_date: &str) -> Vec<u8> {
+        crate::cbeff::emit(&self.capture(rng).to_birs(creation_date)).into_bytes()
+    }
+}

@@ -119,6 +119,53 @@ pub struct AbisSettings {
     /// The data share encrypts to Tessera's `datashare` key (MOSIP's hybrid format; the policy
     /// of MOSIP's ABIS partner normally does). Off: the share sends plain CBEFF.
     pub datashare_encrypted: bool,
+    /// MOSIP's queue transport (`[abis.queue]`); absent: HTTP only.
+    pub queue: Option<AbisQueueSettings>,
+}
+
+/// MOSIP's ABIS queues on an ActiveMQ (or any STOMP 1.2) broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbisQueueSettings {
+    /// `host:port` of the broker's STOMP connector (ActiveMQ: 61613).
+    pub broker: String,
+    pub login: Option<String>,
+    /// From `TESSERA_ABIS__QUEUE__PASSCODE` rather than a file in production.
+    pub passcode: Option<String>,
+    #[serde(default = "inbound_default")]
+    pub inbound: String,
+    #[serde(default = "outbound_default")]
+    pub outbound: String,
+    /// Requests served at once.
+    #[serde(default = "concurrency_default")]
+    pub concurrency: u32,
+}
+
+fn inbound_default() -> String {
+    tessera_abis::queue::INBOUND_DEFAULT.into()
+}
+
+fn outbound_default() -> String {
+    tessera_abis::queue::OUTBOUND_DEFAULT.into()
+}
+
+fn concurrency_default() -> u32 {
+    tessera_abis::queue::CONCURRENCY_DEFAULT
+}
+
+impl AbisQueueSettings {
+    #[must_use]
+    pub fn queue(&self) -> tessera_abis::queue::QueueConfig {
+        let mut stomp = tessera_abis::stomp::Config::new(self.broker.clone());
+        stomp.login.clone_from(&self.login);
+        stomp.passcode.clone_from(&self.passcode);
+        tessera_abis::queue::QueueConfig {
+            stomp,
+            inbound: self.inbound.clone(),
+            outbound: self.outbound.clone(),
+            concurrency: self.concurrency.clamp(1, tessera_abis::queue::CONCURRENCY_MAX),
+        }
+    }
 }
 
 impl Default for AbisSettings {
@@ -133,6 +180,7 @@ impl Default for AbisSettings {
             datashare_token: None,
             datashare_allow_http: false,
             datashare_encrypted: true,
+            queue: None,
         }
     }
 }
@@ -329,6 +377,12 @@ impl Config {
         shown.database_url = mask_url(&self.database_url);
         shown.blob_store = mask_url(&self.blob_store);
         shown.keystore.vault_url = self.keystore.vault_url.as_deref().map(mask_url);
+        if shown.abis.datashare_token.is_some() {
+            shown.abis.datashare_token = Some("****".into());
+        }
+        if let Some(q) = shown.abis.queue.as_mut().filter(|q| q.passcode.is_some()) {
+            q.passcode = Some("****".into());
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
@@ -402,6 +456,23 @@ mod tests {
         assert_eq!(mask_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(mask_url("sqlite://./data/t.db"), "sqlite://./data/t.db");
         assert_eq!(mask_url("postgres://u:p@ss@db/x"), "postgres://u:****@db/x");
+    }
+
+    #[test]
+    fn abis_secrets_are_masked() {
+        let mut c = Config { database_url: "sqlite://x.db".into(), ..Config::default() };
+        c.abis.datashare_token = Some("eyJhbGciOiJkatashare".into());
+        c.abis.queue = Some(AbisQueueSettings {
+            broker: "mq:61613".into(),
+            login: Some("abis".into()),
+            passcode: Some("queue-hunter2".into()),
+            inbound: inbound_default(),
+            outbound: outbound_default(),
+            concurrency: 4,
+        });
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("eyJhbGciOiJkatashare") && !shown.contains("queue-hunter2"), "{shown}");
+        assert!(shown.contains("mq:61613"));
     }
 
     #[test]
