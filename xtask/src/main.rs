@@ -17,6 +17,9 @@ const USAGE: &str = "usage:
   cargo xtask bench uin-pool [--database-url URL] [--workers N] [--count N] [--out DIR]
   cargo xtask bench idrepo [--database-url URL] [--workers N] [--count N] [--out DIR]
                                       without --database-url: runs on SQLite and on a throwaway PostgreSQL
+  cargo xtask bench abis [ARGS...]    biometric engine speed (ARGS: tessera bench abis --help)
+  cargo xtask bench abis-accuracy [ARGS...]
+                                      FMR/FNMR, FPIR/FNIR per modality and fused
   cargo xtask pg [-- CMD ARGS...]     start a throwaway PostgreSQL, print its URL (or run CMD with
                                       TESSERA_TEST_DATABASE_URL set), stop it on exit";
 
@@ -130,8 +133,95 @@ fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("uin-pool") => bench_uin_pool(&parse_bench_args(&args[1..])?),
         Some("idrepo") => bench_idrepo(&parse_bench_args(&args[1..])?),
+        Some(name @ ("abis" | "abis-accuracy")) => bench_abis(name, &args[1..]),
         _ => Err(format!("unknown benchmark\n{USAGE}")),
     }
+}
+
+/// Builds the release binary, runs `tessera bench NAME ARGS --json target/bench/NAME.json`
+/// (in memory, no database) and prints a table of the result.
+fn bench_abis(name: &str, args: &[String]) -> Result<(), String> {
+    run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let out_dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let out = out_dir.join(format!("{name}.json"));
+    run(Command::new(target.join("release/tessera")).args(["bench", name]).args(args).arg("--json").arg(&out))?;
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    if name == "abis" {
+        let (i, fa, fi, d) = (&v["iris"], &v["face"], &v["finger"], &v["dedup"]);
+        println!("\n| measure | value | limit / goal (same run) |\n|---|---:|---|");
+        println!(
+            "| iris 1:N single probe over {} | {:.1} ms, {:.0} comparisons/s | scan {:.2} GB/s = {:.1}% of read bandwidth {:.2} GB/s (goal ≥ 90%) |",
+            i["templates"],
+            f(i, "single_probe_ms"),
+            f(i, "single_comparisons_per_s"),
+            f(i, "single_scan_gb_s"),
+            f(i, "single_percent_of_read_bandwidth"),
+            f(i, "read_bandwidth_gb_s")
+        );
+        println!(
+            "| iris 1:N batch of {} | {:.0} comparisons/s | {:.2}× single (goal ≥ 4×) |",
+            i["batch_probes"],
+            f(i, "batch_comparisons_per_s"),
+            f(i, "batch_over_single")
+        );
+        println!("| face 1:N over {} × 512, 1 query | {:.2} ms | goal ≤ 25 ms |", fa["faces"], f(fa, "single_query_ms"));
+        println!(
+            "| face 1:N, {} queries | {:.2} ms/query | recall@1 vs exact {:.2}% (goal ≥ 99.5%) |",
+            fa["batch_queries"],
+            f(fa, "batch_ms_per_query"),
+            f(fa, "recall_at_1_vs_exact_percent")
+        );
+        println!("| finger 1:1 | {:.0} comparisons/s per core | |", f(fi, "one_to_one_comparisons_per_s_per_core"));
+        println!(
+            "| finger 1:N over {} persons × 10 | {:.1} ms single, {:.1} ms/probe batched | |",
+            fi["gallery_persons"],
+            f(fi, "single_probe_ms"),
+            f(fi, "batch_ms_per_probe")
+        );
+        println!(
+            "| de-dup {} enrolments vs {} persons | {:.1} s ({:.1}/s) | FNIR {:.4} at FPIR {:.4} (threshold {:.2}); documented threshold {:.2}: FPIR {:.4} FNIR {:.4} |",
+            d["new_enrolments"],
+            d["gallery_persons"],
+            f(d, "total_s"),
+            f(d, "enrolments_per_s"),
+            f(d, "fnir"),
+            f(d, "fpir"),
+            f(d, "threshold_at_fpir_0.1pct"),
+            f(d, "documented_threshold"),
+            f(d, "documented_fpir"),
+            f(d, "documented_fnir")
+        );
+    } else {
+        println!(
+            "\n| modality | 1:1 FNMR at FMR 1e-3 | 1:1 FNMR at FMR 1e-4 | 1:N FNIR at FPIR 1e-2 | 1:N at documented threshold: FPIR / FNIR |\n|---|---:|---:|---:|---|"
+        );
+        for m in ["iris", "face", "finger", "fused"] {
+            let one = &v["one_to_one"]["modalities"][m]["det"];
+            let at = |target: f64| {
+                one.as_array()
+                    .and_then(|a| a.iter().find(|p| (f(p, "target_fmr") - target).abs() < 1e-12))
+                    .map_or(f64::NAN, |p| f(p, "fnmr"))
+            };
+            let n = &v["one_to_n"]["modalities"][m];
+            let fnir = n["det"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| (f(p, "target_fpir") - 1e-2).abs() < 1e-12))
+                .map_or(f64::NAN, |p| f(p, "fnir"));
+            println!(
+                "| {m} | {:.4} | {:.4} | {fnir:.4} | {:.4} / {:.4} |",
+                at(1e-3),
+                at(1e-4),
+                f(&n["documented_match"], "fpir"),
+                f(&n["documented_match"], "fnir")
+            );
+        }
+    }
+    println!("\nJSON: {}", out.display());
+    Ok(())
 }
 
 /// Builds the release binary and runs `tessera bench idrepo` on SQLite and PostgreSQL, then

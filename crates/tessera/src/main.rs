@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod bench_abis;
 mod config;
 mod keys;
 mod worker;
@@ -104,6 +105,31 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
+    },
+    /// Synthetic test data with known ground truth.
+    Synth {
+        #[command(subcommand)]
+        cmd: SynthCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SynthCmd {
+    /// A reproducible synthetic biometric population as MOSIP CBEFF documents: PERSONS people
+    /// enrolled once, the first DUPLICATES of them enrolled again (planted duplicates), with a
+    /// ground-truth file (`truth.csv`) and the model (`population.json`).
+    Biometrics {
+        #[arg(long)]
+        persons: usize,
+        #[arg(long, default_value_t = 0)]
+        duplicates: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// 0: every core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 
@@ -304,6 +330,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", Config::load(&over, None, None)?.to_masked_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Synth { cmd: SynthCmd::Biometrics { persons, duplicates, seed, out, threads } } => {
+            let summary = bench_abis::synth(persons, duplicates, seed, &out, threads)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench { cmd } => {
             init_logging("warn");
             runtime()?.block_on(bench::run(cmd))?;
@@ -469,6 +500,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
+        if let (Some(engine), Some(queue)) = (&abis, &cfg.abis.queue) {
+            tasks.spawn(tessera_abis::queue::run(std::sync::Arc::clone(engine), queue.queue(), stop_rx.clone()));
+        }
         let app = tessera_api::app_with(repo.clone(), abis);
         tasks.spawn(async move {
             if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
