@@ -1,31 +1,40 @@
 //! Synthetic biometric populations with known ground truth, reproducible from a seed (the
 //! caller passes the RNG). Iris model:
 //!
-//! - A person's eye is 375 independent random bits, each spread over about 5.5 adjacent code
-//!   bits (neighbouring bits of a real iris code are correlated). Two strangers' codes then
-//!   disagree in a fraction of bits whose *normalised* distance (`iris::normalised`, Daugman's
-//!   rescaling to 911 compared bits) is distributed like a binomial with ≈ 249 degrees of
-//!   freedom around 0.5, the shape Daugman measured on 9.1 million real comparisons (HD 0.499 ±
-//!   0.032). The calibration (`iris::fmr`) assumes exactly that of normalised distances; a
-//!   model matching 249 degrees of freedom in *raw* distances over ≈ 1,950 compared bits would
-//!   be twice as wide after normalisation and make strangers look like matches.
-//! - A capture of that eye: every independent bit flips with probability `noise` (drawn per
-//!   capture from 5–15%, so genuine distances spread like real ones), the eye is turned by up to
-//!   ±4 angular positions, and an eyelid hides a random arc of the outer rings (mask bits 0).
+//! - A person's eye is a field of independent standard normal values, one per code bit
+//!   (ring × angular position × phase). Each code bit is the sign of the sum of its phase's
+//!   values over a circular window of `WINDOW` = 9 angular positions around it in its ring, so
+//!   neighbouring bits along a ring are correlated as a real iris code's are, and the
+//!   correlation is the same at every position (stationary): turning one code against another
+//!   never lines up blocks, so strangers' distances have the same spread at every rotation the
+//!   search tries. Between strangers the disagreement bits are then correlated at lag `k` by
+//!   `ρ(k)² = ((2/π)·asin(1 − |k|/9))²`, whose sum over all lags is 3.65; the variance of a
+//!   *normalised* distance (`iris::normalised`, Daugman's rescaling to 911 compared bits) is
+//!   `¼ · 3.65 / 911`, a binomial with 911 / 3.65 ≈ 249 degrees of freedom around 0.5 — the
+//!   shape Daugman measured on 9.1 million real comparisons (HD 0.499 ± 0.032), and exactly
+//!   what the calibration (`iris::fmr`) assumes. (An earlier model of independent bits each
+//!   copied over ~5.5 adjacent code bits had the right spread on average, but at rotations that
+//!   lined the copies up it had only ~170 degrees of freedom, and its best-of-17-rotations tail
+//!   was about 75 times the calibration's.)
+//! - A capture of that eye: every value gets independent normal noise of deviation `σ`, drawn
+//!   per capture so that a code bit flips with probability 5–15% (`P(flip) = acos(1/√(1+σ²))/π`,
+//!   so genuine distances spread like real ones and errors come in short runs, as real ones
+//!   do), the eye is turned by up to ±4 angular positions, and an eyelid hides a random arc of
+//!   the outer rings (mask bits 0).
 
 use crate::iris::{ANGLES, IrisCode, RINGS, WORDS};
 use rand::Rng;
 
-/// Independent bits per eye, each spread over about 5.5 adjacent code bits. Measured (the test in
-/// `iris_gallery`): 350 gives ≈ 235 degrees of freedom of normalised distances between
-/// strangers, 375 ≈ 250, 400 ≈ 261 (two captures are turned against each other by a number of
-/// bits that rarely lines the blocks up, and misaligned blocks add comparisons).
-const INDEPENDENT_BITS: usize = 375;
+/// Angular positions each code bit sums over (see the module doc: 9 gives ≈ 249 degrees of
+/// freedom of strangers' normalised distances; measured by the tests in `iris_gallery`).
+const WINDOW: usize = 9;
+/// Values per eye: one per code bit.
+const VALUES: usize = WORDS * 64;
 
-/// One synthetic eye: its independent bits.
+/// One synthetic eye: its field of values (see the module doc).
 #[derive(Clone)]
 pub struct SynthEye {
-    bits: [bool; INDEPENDENT_BITS],
+    values: Box<[f32; VALUES]>,
 }
 
 impl std::fmt::Debug for SynthEye {
@@ -36,17 +45,36 @@ impl std::fmt::Debug for SynthEye {
 
 impl SynthEye {
     pub fn random(rng: &mut impl Rng) -> Self {
-        SynthEye { bits: std::array::from_fn(|_| rng.random()) }
+        let mut values = Box::new([0f32; VALUES]);
+        crate::synth_face::normals(rng, &mut values[..]);
+        SynthEye { values }
     }
 
     /// One capture of this eye (see the module doc for the model).
     pub fn capture(&self, rng: &mut impl Rng) -> IrisCode {
-        let noise = rng.random_range(0.05..0.15);
-        let flipped: Vec<bool> = self.bits.iter().map(|b| *b ^ rng.random_bool(noise)).collect();
+        let flip: f64 = rng.random_range(0.05..0.15);
+        let sigma = ((std::f64::consts::PI * flip).cos().powi(-2) - 1.0).sqrt() as f32;
+        let mut noisy = [0f32; VALUES];
+        crate::synth_face::normals(rng, &mut noisy);
+        for (n, v) in noisy.iter_mut().zip(self.values.iter()) {
+            *n = v + sigma * *n;
+        }
         let mut code = [0u64; WORDS];
-        for n in 0..WORDS * 64 {
-            if flipped[n * INDEPENDENT_BITS / (WORDS * 64)] {
-                code[n / 64] |= 1 << (n % 64);
+        let half = (WINDOW / 2) as isize;
+        for ring in 0..RINGS {
+            for phase in 0..2 {
+                let at = |angle: isize| ring * ANGLES * 2 + angle.rem_euclid(ANGLES as isize) as usize * 2 + phase;
+                // Running circular window sum along the ring.
+                let mut sum: f32 = (-half..=half).map(|a| noisy[at(a)]).sum();
+                for angle in 0..ANGLES as isize {
+                    if angle > 0 {
+                        sum += noisy[at(angle + half)] - noisy[at(angle - half - 1)];
+                    }
+                    if sum > 0.0 {
+                        let n = at(angle);
+                        code[n / 64] |= 1 << (n % 64);
+                    }
+                }
             }
         }
         // Eyelid: hide an arc of up to a quarter of the angles in the two outer rings.

@@ -127,7 +127,7 @@ impl RngCore for SplitMix64 {
 }
 
 /// Standard normal samples (Box–Muller, two per pair of uniforms).
-fn normals(rng: &mut impl Rng, out: &mut [f32]) {
+pub(crate) fn normals(rng: &mut impl Rng, out: &mut [f32]) {
     for pair in out.chunks_mut(2) {
         // 1 − u ∈ (0, 1]: the logarithm stays finite.
         let r = (-2.0 * (1.0 - rng.random::<f64>()).ln()).sqrt();

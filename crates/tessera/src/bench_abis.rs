@@ -531,7 +531,7 @@ pub fn synth(persons: usize, duplicates: usize, seed: u64, out: &std::path::Path
         "cbeff": "cbeff/E*.xml: MOSIP CBEFF (ISO/IEC 19785-3) with 2 iris codes, a face embedding, 10 ISO/IEC 19794-2 finger minutiae records",
         "truth": "truth.csv: enrolment,person; two enrolments of one person are a planted duplicate",
         "models": {
-            "iris": "375 independent bits per eye spread over the 2048-bit code; impostor normalised HD ≈ 0.5 with ≈ 249 degrees of freedom; a capture flips 5–15% of bits, turns up to ±4 positions, hides an eyelid arc",
+            "iris": "each code bit the sign of a 9-position circular window sum of normal values along its ring (stationary correlation); impostor normalised HD ≈ 0.5 with ≈ 249 degrees of freedom at every rotation; a capture adds noise that flips 5–15% of bits in short runs, turns up to ±4 positions, hides an eyelid arc; see tessera_biometrics::synth",
             "face": "512-d unit embeddings; see tessera_biometrics::synth_face",
             "finger": "zero-pole orientation field, 30–70 minutiae; a capture is a rigid transform + distortion + jitter + missing/spurious minutiae; see tessera_biometrics::synth_finger",
         },
