@@ -196,12 +196,6 @@ impl Probe {
         rotation_counts(&self.rotations, candidate, counts);
         counts.iter().filter(|(_, n)| *n >= MIN_COMMON_BITS).map(|&(d, n)| normalised(d, n)).min_by(f64::total_cmp)
     }
-
-    /// Rotations searched (2·shifts + 1).
-    #[must_use]
-    pub fn rotations(&self) -> usize {
-        self.rotations.len()
-    }
 }
 
 /// `raw_distance` of every rotation against `candidate`: the hot loop of a 1:N search. Compiled
@@ -210,15 +204,9 @@ impl Probe {
 /// x86-64 baseline the binary is built for has neither and counts bits with shifts and masks.
 #[multiversion::multiversion(targets("x86_64+avx2+popcnt", "x86_64+popcnt", "aarch64+neon"))]
 fn rotation_counts(rotations: &[IrisCode], candidate: &IrisCode, out: &mut [(u32, u32)]) {
+    // `raw_distance` is inlined here, so it is compiled for each target too.
     for (r, o) in rotations.iter().zip(out.iter_mut()) {
-        let mut diff = 0;
-        let mut common = 0;
-        for i in 0..WORDS {
-            let m = r.mask[i] & candidate.mask[i];
-            diff += ((r.code[i] ^ candidate.code[i]) & m).count_ones();
-            common += m.count_ones();
-        }
-        *o = (diff, common);
+        *o = raw_distance(r, candidate);
     }
 }
 
