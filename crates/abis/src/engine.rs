@@ -1,6 +1,7 @@
 //! The ABIS engine: MOSIP ABIS requests served from an in-memory multi-modal gallery that is
 //! loaded from the encrypted reference table at start and kept in step with every insert and
-//! delete.
+//! delete through the change log (`crate::shard`), or, with `shards > 1`, fanned out to the
+//! shard workers that hold the gallery between them.
 //!
 //! Durability and idempotency: an insert or delete commits its reference row (or its removal)
 //! and the answer to its request id in one transaction, and only then touches the in-memory
@@ -11,14 +12,15 @@
 //! in the key vault (`IdRepo::seal_new`), so a delete erases them everywhere.
 
 use crate::mosip::{self, Body, Candidate, CandidateList, FailureReason, ModalityScore, Operation, Request, Response};
+use crate::shard::{self, SearchParams, ShardAnswer, ShardGallery};
 use crate::{AbisError, Fetch, FetchError};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tessera_biometrics::cbeff;
 use tessera_biometrics::fusion::{self, Thresholds};
-use tessera_biometrics::gallery::{Gallery, SearchOptions};
 use tessera_biometrics::templates::{ExtractError, TemplateSet};
 use tessera_idrepo::IdRepo;
 use tessera_store::abis::{self as rows, RequestRow};
@@ -27,8 +29,8 @@ use tessera_store::{StoreError, UnixMillis};
 
 /// The kind of sealed item a reference's template set is (`IdRepo::seal_new`).
 pub const SEALED_KIND: &str = "abis-templates";
-/// References loaded per page at start.
-const LOAD_PAGE: i64 = 2000;
+/// Most shards a gallery may be split into.
+pub const SHARDS_MAX: u32 = 256;
 /// Largest CBEFF document fetched from a referenceURL.
 pub const CBEFF_BYTES_MAX: usize = tessera_biometrics::cbeff::INPUT_BYTES_MAX;
 
@@ -44,6 +46,11 @@ pub struct AbisConfig {
     pub target_fpir_default: u32,
     /// Width of the adjudication band below the match threshold, in decades of FMR.
     pub review_decades: f64,
+    /// Shards the gallery is split into (1: this process holds all of it; more: searches fan
+    /// out to the `--role worker --abis-shard i` processes through the job queue).
+    pub shards: u32,
+    /// How long a fanned-out search waits for every shard.
+    pub shard_timeout: Duration,
 }
 
 impl Default for AbisConfig {
@@ -53,16 +60,25 @@ impl Default for AbisConfig {
             candidates_max: tessera_biometrics::iris_gallery::CANDIDATES_MAX,
             target_fpir_default: fusion::TARGET_FPIR_DEFAULT,
             review_decades: fusion::REVIEW_DECADES_DEFAULT,
+            shards: 1,
+            shard_timeout: SHARD_TIMEOUT_DEFAULT,
         }
     }
 }
 
-/// The gallery and the mapping between its numeric ids (the reference rows' `seq`) and the
-/// callers' reference ids.
-#[derive(Debug, Default)]
-struct State {
-    gallery: Gallery,
-    reference_of: HashMap<u64, String>,
+/// Default for `AbisConfig::shard_timeout`.
+pub const SHARD_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
+/// First and longest pause between looks at a fanned-out search's answers.
+const POLL_FIRST: Duration = Duration::from_millis(5);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// Where searches run.
+#[derive(Debug)]
+enum Searcher {
+    /// The whole gallery, in this process.
+    Local(ShardGallery),
+    /// Fanned out to this many shard workers.
+    Fanout(i64),
 }
 
 /// The engine. Cheap to share (`Arc`).
@@ -71,7 +87,7 @@ pub struct Engine {
     repo: IdRepo,
     fetch: Arc<dyn Fetch>,
     cfg: AbisConfig,
-    state: Arc<RwLock<State>>,
+    searcher: Searcher,
     in_flight: AtomicUsize,
 }
 
@@ -89,43 +105,40 @@ fn seq_id(seq: i64) -> u64 {
 }
 
 impl Engine {
-    /// Opens the engine, loading every reference into the in-memory gallery. `progress` is called
-    /// after each page with (loaded, total).
+    /// Opens the engine. With one shard it loads every reference into the in-memory gallery
+    /// (`progress` is called after each page with (loaded, total)); with more it holds nothing
+    /// and searches through the shard workers.
     ///
     /// # Errors
-    /// Storage, vault or keystore errors; a reference that does not open (tampered) is an error,
-    /// not a silent gap in de-duplication.
+    /// A shard count outside `1..=SHARDS_MAX`; storage, vault or keystore errors; a reference
+    /// that does not open (tampered) is an error, not a silent gap in de-duplication.
     pub async fn open(
         repo: IdRepo,
         fetch: Arc<dyn Fetch>,
         cfg: AbisConfig,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Self, AbisError> {
-        let total = usize::try_from(rows::count(repo.db()).await?).unwrap_or(0);
-        let mut state = State::default();
-        let mut after = 0;
-        loop {
-            let page = rows::page(repo.db(), 0, 1, after, LOAD_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let items: Vec<(&str, &[u8])> = page.iter().map(|r| (r.id.as_str(), r.templates.as_slice())).collect();
-            let opened = repo.open_many(SEALED_KIND, &items).await?;
-            for (row, plain) in page.iter().zip(opened) {
-                // A key deleted meanwhile: the reference is being deleted.
-                let Some(plain) = plain else { continue };
-                let set = TemplateSet::from_bytes(&plain).map_err(|_| AbisError::Corrupt("a stored template set does not parse"))?;
-                state.gallery.insert(seq_id(row.seq), &set);
-                state.reference_of.insert(seq_id(row.seq), row.reference_id.clone());
-            }
-            progress(state.reference_of.len(), total.max(state.reference_of.len()));
+        if !(1..=SHARDS_MAX).contains(&cfg.shards) {
+            return Err(AbisError::Corrupt("abis.shards must be 1..=256"));
         }
-        Ok(Engine { repo, fetch, cfg, state: Arc::new(RwLock::new(state)), in_flight: AtomicUsize::new(0) })
+        let searcher = if cfg.shards == 1 {
+            let total = usize::try_from(rows::count(repo.db()).await?).unwrap_or(0);
+            let local = ShardGallery::open(repo.clone(), 0, 1, cfg.threads, &mut |loaded| progress(loaded, total.max(loaded))).await?;
+            progress(local.len(), local.len());
+            Searcher::Local(local)
+        } else {
+            Searcher::Fanout(i64::from(cfg.shards))
+        };
+        Ok(Engine { repo, fetch, cfg, searcher, in_flight: AtomicUsize::new(0) })
     }
 
-    /// References in the in-memory gallery.
+    /// References held in this process's memory (none when searches fan out to shards).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.state.read().map_or(0, |s| s.reference_of.len())
+        match &self.searcher {
+            Searcher::Local(g) => g.len(),
+            Searcher::Fanout(_) => 0,
+        }
     }
 
     #[must_use]
@@ -241,8 +254,8 @@ impl Engine {
         let (id, sealed) = self.repo.seal_new(SEALED_KIND, &set.to_bytes(), now).await?;
         let ok = Response::success(Operation::Insert, &request.request_id, now);
         let mut tx = self.repo.db().begin().await?;
-        let seq = match rows::insert_reference(&mut tx, &id, reference_id, &sealed, now).await {
-            Ok(seq) => seq,
+        match rows::insert_reference(&mut tx, &id, reference_id, &sealed, now).await {
+            Ok(_) => {}
             Err(StoreError::Conflict) => {
                 drop(tx);
                 self.repo.destroy_sealed(&id).await?;
@@ -254,7 +267,7 @@ impl Engine {
                 self.repo.destroy_sealed(&id).await?;
                 return Err(e.into());
             }
-        };
+        }
         match rows::put_request(&mut tx, &row_of(request, digest, &ok)?, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
@@ -270,15 +283,13 @@ impl Engine {
             }
         }
         tx.commit().await?;
-        let mut state = self.state.write().map_err(|_| AbisError::Poisoned)?;
-        state.gallery.insert(seq_id(seq), set);
-        state.reference_of.insert(seq_id(seq), reference_id.to_owned());
+        self.catch_up().await;
         Ok(ok)
     }
 
     async fn delete(&self, request: &Request, reference_id: &str, digest: &[u8], now: UnixMillis) -> Result<Response, AbisError> {
         let mut tx = self.repo.db().begin().await?;
-        let Some((seq, id)) = rows::delete_reference(&mut tx, reference_id).await? else {
+        let Some((_, id)) = rows::delete_reference(&mut tx, reference_id, now).await? else {
             drop(tx);
             let r = Response::failure(request.operation.id(), &request.request_id, FailureReason::ReferenceIdNotFound, now);
             return self.remember(request, digest, r, now).await;
@@ -296,11 +307,7 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
-        {
-            let mut state = self.state.write().map_err(|_| AbisError::Poisoned)?;
-            state.gallery.remove(seq_id(seq));
-            state.reference_of.remove(&seq_id(seq));
-        }
+        self.catch_up().await;
         // At once as well (the job makes sure of it if this fails).
         if let Err(e) = self.repo.destroy_sealed(&id).await {
             tracing::warn!(code = e.code(), "destroying a deleted reference's key failed; the queued job will retry");
@@ -334,14 +341,23 @@ impl Engine {
         };
         let k = identify.max_results.unwrap_or(self.cfg.candidates_max).clamp(1, self.cfg.candidates_max);
         let target = identify.target_fpir.unwrap_or(self.cfg.target_fpir_default);
-        let list = self.search(probe, exclude, restrict, k, target).await?;
+        let list = self.search(probe, exclude, restrict, k, target, now).await?;
         let mut r = Response::success(Operation::Identify, &request.request_id, now);
         r.candidate_list = Some(list);
         self.remember(request, digest, r, now).await
     }
 
-    /// Searches the gallery (in a blocking thread: it uses every core) and maps the hits to
-    /// reference ids.
+    /// Applies committed changes to the local gallery now (after an insert or delete), so the
+    /// next search need not; a failure is only logged: every search catches up first anyway.
+    async fn catch_up(&self) {
+        if let Searcher::Local(g) = &self.searcher
+            && let Err(e) = g.sync().await
+        {
+            tracing::warn!(code = e.code(), "the ABIS gallery could not catch up now; the next search will");
+        }
+    }
+
+    /// Searches the gallery (locally or through the shards) and maps the hits to reference ids.
     async fn search(
         &self,
         probe: TemplateSet,
@@ -349,47 +365,92 @@ impl Engine {
         restrict: Option<HashSet<u64>>,
         k: usize,
         target: u32,
+        now: UnixMillis,
     ) -> Result<CandidateList, AbisError> {
-        let engine_threads = self.cfg.threads;
-        let review_decades = self.cfg.review_decades;
-        let state = Arc::clone(&self.state);
-        // A search keeps every core busy for a while: off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let state = state.read().map_err(|_| AbisError::Poisoned)?;
-            let n = restrict.as_ref().map_or(state.reference_of.len(), HashSet::len);
-            let thresholds = Thresholds::new(n, target, review_decades);
-            let opts = SearchOptions { k, threads: engine_threads, min_evidence: thresholds.review, exclude, restrict: restrict.as_ref() };
-            let hits = state.gallery.search(&[probe], &opts).into_iter().next().unwrap_or_default();
-            let decision = thresholds.decide(hits.first().map(|h| h.evidence));
-            let candidates: Vec<Candidate> = hits
-                .iter()
-                .filter_map(|h| {
-                    let reference_id = state.reference_of.get(&h.id)?.clone();
-                    let mut analytics = Map::new();
-                    analytics.insert("evidence".into(), json!(round3(h.evidence)));
-                    analytics.insert("decision".into(), json!(thresholds.decide(Some(h.evidence)).as_str()));
-                    let modalities = h
-                        .modalities
-                        .iter()
-                        .map(|m| {
-                            let mut a = Map::new();
-                            a.insert("score".into(), json!(round3(m.score)));
-                            a.insert("evidence".into(), json!(round3(m.evidence)));
-                            ModalityScore { biometric_type: m.modality.mosip_code().into(), analytics: a }
-                        })
-                        .collect();
-                    Some(Candidate { reference_id, analytics, modalities })
-                })
-                .collect();
-            let mut analytics = Map::new();
-            analytics.insert("decision".into(), json!(decision.as_str()));
-            analytics.insert("matchThreshold".into(), json!(round3(thresholds.matched)));
-            analytics.insert("reviewThreshold".into(), json!(round3(thresholds.review)));
-            analytics.insert("gallerySize".into(), json!(n));
-            Ok(CandidateList { count: candidates.len().to_string(), candidates, analytics })
-        })
-        .await
-        .map_err(|_| AbisError::Poisoned)?
+        let n = match &restrict {
+            Some(r) => r.len(),
+            None => usize::try_from(rows::count(self.repo.db()).await?).unwrap_or(0),
+        };
+        let thresholds = Thresholds::new(n, target, self.cfg.review_decades);
+        let params = SearchParams { k, min_evidence: thresholds.review, exclude, restrict };
+        let answer = match &self.searcher {
+            Searcher::Local(g) => g.search(probe, params).await?,
+            Searcher::Fanout(shards) => self.fan_out(&probe, &params, *shards, now).await?,
+        };
+        let seqs: Vec<i64> = answer.hits.iter().filter_map(|h| i64::try_from(h.id).ok()).collect();
+        // A reference deleted since the search is left out.
+        let reference_of: HashMap<u64, String> =
+            rows::reference_ids(self.repo.db(), &seqs).await?.into_iter().map(|(seq, r)| (seq_id(seq), r)).collect();
+        let decision = thresholds.decide(answer.hits.first().map(|h| h.evidence));
+        let candidates: Vec<Candidate> = answer
+            .hits
+            .iter()
+            .filter_map(|h| {
+                let reference_id = reference_of.get(&h.id)?.clone();
+                let mut analytics = Map::new();
+                analytics.insert("evidence".into(), json!(round3(h.evidence)));
+                analytics.insert("decision".into(), json!(thresholds.decide(Some(h.evidence)).as_str()));
+                let modalities = h
+                    .modalities
+                    .iter()
+                    .map(|m| {
+                        let mut a = Map::new();
+                        a.insert("score".into(), json!(round3(m.score)));
+                        a.insert("evidence".into(), json!(round3(m.evidence)));
+                        ModalityScore { biometric_type: m.modality.mosip_code().into(), analytics: a }
+                    })
+                    .collect();
+                Some(Candidate { reference_id, analytics, modalities })
+            })
+            .collect();
+        let mut analytics = Map::new();
+        analytics.insert("decision".into(), json!(decision.as_str()));
+        analytics.insert("matchThreshold".into(), json!(round3(thresholds.matched)));
+        analytics.insert("reviewThreshold".into(), json!(round3(thresholds.review)));
+        analytics.insert("gallerySize".into(), json!(n));
+        Ok(CandidateList { count: candidates.len().to_string(), candidates, analytics })
+    }
+
+    /// Fans a search out to every shard through the job queue and merges their answers. The
+    /// probe is sealed under a key of its own, destroyed when the search is over; a search
+    /// abandoned by a crash is cleaned up by housekeeping (`sweep_searches`).
+    async fn fan_out(&self, probe: &TemplateSet, params: &SearchParams, shards: i64, now: UnixMillis) -> Result<ShardAnswer, AbisError> {
+        let db = self.repo.db();
+        let (id, sealed) = self.repo.seal_new(shard::PROBE_KIND, &probe.to_bytes(), now).await?;
+        let row = rows::SearchRow { id: id.clone(), shards, params: params.to_json().to_string(), probe: sealed };
+        let mut tx = db.begin().await?;
+        rows::insert_search(&mut tx, &row, now).await?;
+        for i in 0..shards {
+            let payload = json!({ "search_id": id, "shard": i });
+            jobs::enqueue_in(&mut tx, JobKind::AbisSearchShard, &rows::shard_lane(i), &payload, &rows::search_job_key(&id, i), now).await?;
+        }
+        tx.commit().await?;
+        let started = std::time::Instant::now();
+        let mut pause = POLL_FIRST;
+        let answers = loop {
+            let got = rows::search_results(db, &id).await?;
+            if got.len() >= usize::try_from(shards).unwrap_or(usize::MAX) {
+                break Ok(got);
+            }
+            if started.elapsed() >= self.cfg.shard_timeout {
+                break Err(AbisError::ShardTimeout(u64::try_from(self.cfg.shard_timeout.as_millis()).unwrap_or(u64::MAX)));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+        };
+        // The probe's key first: if that fails the search row stays for housekeeping to retry.
+        if self.repo.destroy_sealed(&id).await.is_ok() {
+            rows::delete_search(db, &id, shards).await?;
+        }
+        let parsed = answers?
+            .iter()
+            .map(|(_, hits)| {
+                serde_json::from_str(hits)
+                    .map_err(|_| AbisError::Corrupt("a shard's answer is not JSON"))
+                    .and_then(|v| ShardAnswer::from_json(&v))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(shard::merge(parsed, params.k))
     }
 
     async fn fetch_templates(&self, url: &str) -> Result<TemplateSet, FailureReason> {
@@ -412,6 +473,20 @@ impl Engine {
             }
         })
     }
+}
+
+/// Removes searches older than `before` that their coordinator abandoned (it crashed or gave up
+/// waiting): their probe keys and rows. Returns how many.
+///
+/// # Errors
+/// Storage or vault errors.
+pub async fn sweep_searches(repo: &IdRepo, before: UnixMillis) -> Result<usize, AbisError> {
+    let stale = rows::stale_searches(repo.db(), before, 1000).await?;
+    for (id, shards) in &stale {
+        repo.destroy_sealed(id).await?;
+        rows::delete_search(repo.db(), id, *shards).await?;
+    }
+    Ok(stale.len())
 }
 
 fn round3(x: f64) -> f64 {

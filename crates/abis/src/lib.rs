@@ -5,6 +5,7 @@ pub mod datashare;
 pub mod engine;
 pub mod mosip;
 pub mod queue;
+pub mod shard;
 pub mod stomp;
 
 pub use engine::{AbisConfig, Engine};
@@ -23,6 +24,10 @@ pub enum AbisError {
     Corrupt(&'static str),
     #[error("the gallery lock was poisoned by a panic")]
     Poisoned,
+    #[error("a gallery shard answered with an error: {0}")]
+    Shard(String),
+    #[error("not every gallery shard answered within {0} ms")]
+    ShardTimeout(u64),
 }
 
 impl AbisError {
@@ -34,6 +39,8 @@ impl AbisError {
             AbisError::Repo(e) => e.code(),
             AbisError::Corrupt(_) => "abis_corrupt",
             AbisError::Poisoned => "abis_poisoned",
+            AbisError::Shard(_) => "abis_shard_failed",
+            AbisError::ShardTimeout(_) => "abis_shard_timeout",
         }
     }
 }

@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use tessera_abis::shard::ShardGallery;
 use tessera_abis::{AbisConfig, Engine, Fetch, FetchError};
 use tessera_biometrics::synth::SynthPerson;
 use tessera_core::IdRules;
 use tessera_core::schema::Schema;
 use tessera_crypto::{MasterKey, SoftwareKeystore};
 use tessera_idrepo::IdRepo;
+use tessera_store::jobs::{self, JobKind};
 use tessera_store::{BlobStore, Db, Vault};
 use tessera_testkit::storage_tests;
 
@@ -70,8 +72,30 @@ async fn fixture(url: &str) -> Fixture {
 
 impl Fixture {
     async fn engine(&self) -> Engine {
-        let cfg = AbisConfig { threads: 2, ..AbisConfig::default() };
+        self.engine_with(AbisConfig { threads: 2, ..AbisConfig::default() }).await
+    }
+
+    async fn engine_with(&self, cfg: AbisConfig) -> Engine {
         Engine::open(self.repo.clone(), self.share.clone(), cfg, &mut |_, _| {}).await.unwrap()
+    }
+
+    /// A shard holder answering its lane's jobs until `stop`, as `serve --abis-shard i` does.
+    async fn shard_worker(&self, shard: i64, shards: i64, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let g = ShardGallery::open(self.repo.clone(), shard, shards, 1, &mut |_| {}).await.unwrap();
+        let repo = self.repo.clone();
+        tokio::spawn(async move {
+            let lane = tessera_store::abis::shard_lane(shard);
+            while !*stop.borrow() {
+                match jobs::lease_in(repo.db(), "test", &lane, 60_000, NOW).await.unwrap() {
+                    Some(job) => {
+                        assert_eq!(job.kind, JobKind::AbisSearchShard);
+                        g.serve_job(&job.payload, NOW).await.unwrap();
+                        assert!(jobs::complete(repo.db(), &job, NOW).await.unwrap());
+                    }
+                    None => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                }
+            }
+        })
     }
 }
 
@@ -330,4 +354,131 @@ async fn over_the_queue(url: &str) {
     mosip.disconnect().await.unwrap();
 }
 
-storage_tests!(round_trip, retries_and_refusals, over_the_queue);
+/// Inserts `people` through `engine` as `ref-<i>`, plus a fresh capture of person 7 as
+/// `ref-again`.
+async fn enrol(f: &Fixture, engine: &Engine, people: &[Person], rng: &mut impl rand::Rng) {
+    for (i, p) in people.iter().enumerate() {
+        f.share.put(&format!("https://share/{i}"), p.cbeff(rng));
+        let r = json_of(&engine.handle(&insert(&format!("ins-{i}"), &format!("ref-{i}"), &format!("https://share/{i}")), NOW).await);
+        assert_eq!(r["returnValue"], "1", "{r}");
+    }
+    f.share.put("https://share/again", people[7].cbeff(rng));
+    assert_eq!(json_of(&engine.handle(&insert("ins-again", "ref-again", "https://share/again"), NOW).await)["returnValue"], "1");
+}
+
+/// Two API processes on one database: each follows the other's inserts and deletes through the
+/// change log, without a restart.
+async fn processes_follow_each_other(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let people: Vec<Person> = (0..12).map(|_| Person::random(&mut rng)).collect();
+    let a = f.engine().await;
+    let b = f.engine().await;
+    enrol(&f, &a, &people, &mut rng).await;
+    assert_eq!(b.len(), 0, "b loaded before the inserts");
+    let r = json_of(&b.handle(&identify("b-idf-1", Some("ref-again"), None), NOW).await);
+    assert_eq!(matches(&r), vec!["ref-7".to_owned()], "{r}");
+    assert_eq!(b.len(), 13);
+    assert_eq!(json_of(&a.handle(&simple("mosip.abis.delete", "a-del", Some("ref-7")), NOW).await)["returnValue"], "1");
+    let r = json_of(&b.handle(&identify("b-idf-2", Some("ref-again"), None), NOW).await);
+    assert!(!candidates(&r).contains(&"ref-7".to_owned()), "{r}");
+    assert_eq!(b.len(), 12);
+}
+
+/// A gallery split over shard workers answers exactly what one process holding everything
+/// answers: the same candidates with the same scores, in the same order.
+async fn sharded_search_equals_one_gallery(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let people: Vec<Person> = (0..24).map(|_| Person::random(&mut rng)).collect();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // Shard 0 is held before the inserts (it follows them), shard 1 loads after.
+    let w0 = f.shard_worker(0, 2, stop_rx.clone()).await;
+    let coordinator = f.engine_with(AbisConfig { threads: 2, shards: 2, ..AbisConfig::default() }).await;
+    assert_eq!(coordinator.len(), 0, "a coordinator holds no gallery");
+    enrol(&f, &coordinator, &people, &mut rng).await;
+    let w1 = f.shard_worker(1, 2, stop_rx.clone()).await;
+    let single = f.engine().await;
+
+    let sharded = json_of(&coordinator.handle(&identify("s-idf-1", Some("ref-again"), None), NOW).await);
+    assert_eq!(matches(&sharded), vec!["ref-7".to_owned()], "{sharded}");
+    assert_eq!(sharded["candidateList"]["analytics"]["gallerySize"], 25);
+    let one = json_of(&single.handle(&identify("o-idf-1", Some("ref-again"), None), NOW).await);
+    assert_eq!(sharded["candidateList"], one["candidateList"], "sharded and single-process answers differ");
+    // A stranger by URL: the same (empty or adjudication-band) answer both ways.
+    f.share.put("https://share/stranger", Person::random(&mut rng).cbeff(&mut rng));
+    let s = json_of(&coordinator.handle(&identify("s-idf-2", None, Some("https://share/stranger")), NOW).await);
+    let o = json_of(&single.handle(&identify("o-idf-2", None, Some("https://share/stranger")), NOW).await);
+    assert_eq!(s["candidateList"], o["candidateList"]);
+    assert!(matches(&s).is_empty());
+
+    // A delete reaches the shard that holds the reference.
+    assert_eq!(json_of(&coordinator.handle(&simple("mosip.abis.delete", "s-del", Some("ref-7")), NOW).await)["returnValue"], "1");
+    let r = json_of(&coordinator.handle(&identify("s-idf-3", Some("ref-again"), None), NOW).await);
+    assert!(!candidates(&r).contains(&"ref-7".to_owned()), "{r}");
+
+    // Nothing of the searches is left: rows, shard jobs, probe keys.
+    let left = tessera_store::abis::stale_searches(f.repo.db(), i64::MAX, 10).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let shard_jobs = jobs::list(f.repo.db(), None, 1000).await.unwrap();
+    assert!(shard_jobs.iter().all(|j| j.kind != "abis_search_shard"), "{shard_jobs:?}");
+    stop.send(true).unwrap();
+    w0.await.unwrap();
+    w1.await.unwrap();
+}
+
+/// A shard nobody holds: the search gives up after the timeout with MOSIP's internal-error
+/// answer (not remembered, so a retry runs again), and housekeeping removes what it left.
+async fn missing_shard_times_out(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let people: Vec<Person> = (0..10).map(|_| Person::random(&mut rng)).collect();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let w0 = f.shard_worker(0, 2, stop_rx).await;
+    let cfg = AbisConfig { threads: 1, shards: 2, shard_timeout: std::time::Duration::from_millis(300), ..AbisConfig::default() };
+    let coordinator = f.engine_with(cfg).await;
+    enrol(&f, &coordinator, &people, &mut rng).await;
+    let r = json_of(&coordinator.handle(&identify("t-idf", Some("ref-again"), None), NOW).await);
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("1")), "{r}");
+    assert!(tessera_store::abis::request(f.repo.db(), "t-idf").await.unwrap().is_none(), "a timeout is not a final answer");
+    // The search row was removed with its probe key; the unanswered shard job goes with it.
+    assert!(tessera_store::abis::stale_searches(f.repo.db(), i64::MAX, 10).await.unwrap().is_empty());
+    // Once shard 1 is held, the retried request is answered.
+    let (stop1, stop1_rx) = tokio::sync::watch::channel(false);
+    let w1 = f.shard_worker(1, 2, stop1_rx).await;
+    let r = json_of(&coordinator.handle(&identify("t-idf", Some("ref-again"), None), NOW).await);
+    assert_eq!(matches(&r), vec!["ref-7".to_owned()], "{r}");
+    stop.send(true).unwrap();
+    stop1.send(true).unwrap();
+    w0.await.unwrap();
+    w1.await.unwrap();
+}
+
+/// A holder that fell behind the pruned part of the change log reloads its shard.
+async fn pruned_change_log_reloads(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let people: Vec<Person> = (0..10).map(|_| Person::random(&mut rng)).collect();
+    let holder = ShardGallery::open(f.repo.clone(), 0, 1, 1, &mut |_| {}).await.unwrap();
+    let engine = f.engine().await;
+    enrol(&f, &engine, &people, &mut rng).await;
+    assert_eq!(json_of(&engine.handle(&simple("mosip.abis.delete", "p-del", Some("ref-3")), NOW).await)["returnValue"], "1");
+    // Everything but the newest change is pruned.
+    let pruned = tessera_store::abis::prune_changes(f.repo.db(), i64::MAX).await.unwrap();
+    assert_eq!(pruned, 11);
+    assert_eq!(holder.len(), 0);
+    holder.sync().await.unwrap();
+    assert_eq!(holder.len(), 10, "reloaded: 11 inserted, 1 deleted");
+    let (changes, oldest) = tessera_store::abis::changes_after(f.repo.db(), 0, 100).await.unwrap();
+    assert_eq!((changes.len(), oldest), (1, Some(12)));
+}
+
+storage_tests!(
+    round_trip,
+    retries_and_refusals,
+    over_the_queue,
+    processes_follow_each_other,
+    sharded_search_equals_one_gallery,
+    missing_shard_times_out,
+    pruned_change_log_reloads
+);

@@ -43,6 +43,12 @@ impl Modality {
             Modality::Face => "FID",
         }
     }
+
+    /// The modality of a MOSIP `biometricType` code in ABIS responses.
+    #[must_use]
+    pub fn from_mosip_code(code: &str) -> Option<Self> {
+        [Modality::Finger, Modality::Iris, Modality::Face].into_iter().find(|m| m.mosip_code() == code)
+    }
 }
 
 /// Largest evidence one modality contributes (FMR 1e-15).

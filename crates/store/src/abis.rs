@@ -38,6 +38,7 @@ pub async fn insert_reference(tx: &mut Tx, id: &str, reference_id: &str, templat
             .await
     })
     .map_err(conflict)?;
+    record_change(tx, seq, ChangeOp::Insert, now).await?;
     Ok(seq)
 }
 
@@ -45,10 +46,130 @@ pub async fn insert_reference(tx: &mut Tx, id: &str, reference_id: &str, templat
 ///
 /// # Errors
 /// Database errors.
-pub async fn delete_reference(tx: &mut Tx, reference_id: &str) -> Result<Option<(i64, String)>> {
-    Ok(crate::on_tx!(tx, c => {
+pub async fn delete_reference(tx: &mut Tx, reference_id: &str, now: UnixMillis) -> Result<Option<(i64, String)>> {
+    let removed: Option<(i64, String)> = crate::on_tx!(tx, c => {
         sqlx::query_as("DELETE FROM abis_references WHERE reference_id = $1 RETURNING seq, id").bind(reference_id).fetch_optional(c).await
+    })?;
+    if let Some((seq, _)) = &removed {
+        record_change(tx, *seq, ChangeOp::Delete, now).await?;
+    }
+    Ok(removed)
+}
+
+/// What happened to a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Insert,
+    Delete,
+}
+
+impl ChangeOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Insert => "insert",
+            ChangeOp::Delete => "delete",
+        }
+    }
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// Commit-ordered and gapless (until pruned).
+    pub change: i64,
+    pub seq: i64,
+    pub op: ChangeOp,
+}
+
+/// Appends to the change log in the caller's transaction. Taking the next number locks the head
+/// row until the transaction ends, so numbers are assigned in commit order with no gaps.
+async fn record_change(tx: &mut Tx, seq: i64, op: ChangeOp, now: UnixMillis) -> Result<()> {
+    let (change,): (i64,) = crate::on_tx!(tx, c => {
+        sqlx::query_as("UPDATE abis_change_head SET change = change + 1 WHERE one = 1 RETURNING change").fetch_one(c).await
+    })?;
+    crate::on_tx!(tx, c => {
+        sqlx::query("INSERT INTO abis_changes (change, seq, op, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(change)
+            .bind(seq)
+            .bind(op.as_str())
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The number of the last committed change (0 before the first).
+///
+/// # Errors
+/// Database errors.
+pub async fn change_head(db: &Db) -> Result<i64> {
+    let (n,): (i64,) = crate::on!(db, p => sqlx::query_as("SELECT change FROM abis_change_head WHERE one = 1").fetch_one(p).await)?;
+    Ok(n)
+}
+
+/// Up to `limit` changes after `after`, in order, and the oldest change still kept (`None`: the
+/// log is empty), so a follower can tell that it fell behind the pruned part.
+///
+/// # Errors
+/// Database errors; a stored op that is neither insert nor delete is `Invalid`.
+pub async fn changes_after(db: &Db, after: i64, limit: i64) -> Result<(Vec<Change>, Option<i64>)> {
+    let rows: Vec<(i64, i64, String)> = crate::on!(db, p => {
+        sqlx::query_as("SELECT change, seq, op FROM abis_changes WHERE change > $1 ORDER BY change LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+    })?;
+    let (oldest,): (Option<i64>,) = crate::on!(db, p => sqlx::query_as("SELECT MIN(change) FROM abis_changes").fetch_one(p).await)?;
+    let changes = rows
+        .into_iter()
+        .map(|(change, seq, op)| {
+            let op = match op.as_str() {
+                "insert" => ChangeOp::Insert,
+                "delete" => ChangeOp::Delete,
+                _ => return Err(StoreError::Invalid("unknown ABIS change op")),
+            };
+            Ok(Change { change, seq, op })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((changes, oldest))
+}
+
+/// Forgets changes older than `before`, always keeping the newest one (so a follower can still
+/// tell how far the log goes). Returns how many.
+///
+/// # Errors
+/// Database errors.
+pub async fn prune_changes(db: &Db, before: UnixMillis) -> Result<u64> {
+    Ok(crate::on!(db, p => {
+        sqlx::query("DELETE FROM abis_changes WHERE created_at_ms < $1 AND change < (SELECT change FROM abis_change_head WHERE one = 1)")
+            .bind(before)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
     })?)
+}
+
+/// The references with the given seqs that exist, in `seq` order (a follower applying inserts).
+///
+/// # Errors
+/// Database errors.
+pub async fn references_by_seq(db: &Db, seqs: &[i64]) -> Result<Vec<ReferenceRow>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(rows_per_statement(1)) {
+        let sql = format!("SELECT seq, id, reference_id, templates FROM abis_references WHERE seq IN ({}) ORDER BY seq", list(chunk.len()));
+        let rows: Vec<RefTuple> = crate::on!(db, p => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for s in chunk {
+                q = q.bind(*s);
+            }
+            q.fetch_all(p).await
+        })?;
+        out.extend(rows.into_iter().map(reference_row));
+    }
+    Ok(out)
 }
 
 /// # Errors
@@ -259,11 +380,11 @@ pub async fn search_results(db: &Db, search_id: &str) -> Result<Vec<(i64, String
     })?)
 }
 
-/// Removes a finished search and its results.
+/// Removes a finished (or abandoned) search, its results and its shard jobs.
 ///
 /// # Errors
 /// Database errors.
-pub async fn delete_search(db: &Db, search_id: &str) -> Result<()> {
+pub async fn delete_search(db: &Db, search_id: &str, shards: i64) -> Result<()> {
     let mut tx = db.begin().await?;
     crate::on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM abis_search_results WHERE search_id = $1").bind(search_id).execute(c).await.map(|_| ())
@@ -271,5 +392,38 @@ pub async fn delete_search(db: &Db, search_id: &str) -> Result<()> {
     crate::on_tx!(&mut tx, c => {
         sqlx::query("DELETE FROM abis_searches WHERE id = $1").bind(search_id).execute(c).await.map(|_| ())
     })?;
+    for shard in 0..shards {
+        let key = search_job_key(search_id, shard);
+        crate::on_tx!(&mut tx, c => {
+            sqlx::query("DELETE FROM jobs WHERE idempotency_key = $1").bind(&key).execute(c).await.map(|_| ())
+        })?;
+    }
     tx.commit().await
+}
+
+/// The idempotency key of shard `shard`'s job for a search.
+#[must_use]
+pub fn search_job_key(search_id: &str, shard: i64) -> String {
+    format!("abis_search_shard:{search_id}:{shard}")
+}
+
+/// The job lane of shard `shard`: only the worker holding that shard leases its searches.
+#[must_use]
+pub fn shard_lane(shard: i64) -> String {
+    format!("abis-shard-{shard}")
+}
+
+/// `(id, shards)` of up to `limit` searches created before `before`: ones a coordinator
+/// abandoned (it crashed or gave up waiting), for housekeeping to remove with their probes.
+///
+/// # Errors
+/// Database errors.
+pub async fn stale_searches(db: &Db, before: UnixMillis, limit: i64) -> Result<Vec<(String, i64)>> {
+    Ok(crate::on!(db, p => {
+        sqlx::query_as("SELECT id, shards FROM abis_searches WHERE created_at_ms < $1 ORDER BY created_at_ms LIMIT $2")
+            .bind(before)
+            .bind(limit)
+            .fetch_all(p)
+            .await
+    })?)
 }

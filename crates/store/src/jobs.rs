@@ -210,7 +210,8 @@ pub async fn lease(db: &Db, worker: &str, lease_ms: i64, now: UnixMillis) -> Res
     lease_in(db, worker, "", lease_ms, now).await
 }
 
-/// `lease` for a worker that also serves `lane` (besides the empty lane every worker serves).
+/// `lease` from one lane only (`lease` is the empty lane every worker serves; a shard worker's
+/// search loop leases from its shard's lane, so searches never wait behind other jobs).
 ///
 /// # Errors
 /// As `lease`.
@@ -218,11 +219,9 @@ pub async fn lease_in(db: &Db, worker: &str, lane: &str, lease_ms: i64, now: Uni
     let mut tx = db.begin().await?;
     let pick = match &tx {
         Tx::Postgres(_) => {
-            "SELECT id FROM jobs WHERE state = 'ready' AND lane IN ('', $4) AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "SELECT id FROM jobs WHERE state = 'ready' AND lane = $4 AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED"
         }
-        Tx::Sqlite(_) => {
-            "SELECT id FROM jobs WHERE state = 'ready' AND lane IN ('', $4) AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1"
-        }
+        Tx::Sqlite(_) => "SELECT id FROM jobs WHERE state = 'ready' AND lane = $4 AND run_at_ms <= $1 ORDER BY run_at_ms, id LIMIT 1",
     };
     let row: Option<(i64, String, String, i32, i32)> = crate::on_tx!(&mut tx, c => {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

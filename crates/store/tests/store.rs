@@ -25,6 +25,8 @@ tessera_testkit::storage_tests!(
     jobs_expired_lease_is_reaped_and_fenced,
     jobs_concurrent_leases_are_exclusive,
     jobs_unknown_kind_is_dead_lettered,
+    abis_change_log_is_gapless_under_concurrent_writers,
+    jobs_lanes_are_leased_only_by_their_workers,
 );
 
 const T0: i64 = 1_750_000_000_000;
@@ -341,4 +343,87 @@ mod blobs {
     async fn in_memory() {
         round_trip(BlobStore::open("memory://").unwrap()).await;
     }
+}
+
+/// Eight concurrent writers insert and delete references (some roll back) while a follower
+/// reads the change log as a shard holder does: it must see every committed change, in order,
+/// each number exactly once, and never a number it would skip.
+async fn abis_change_log_is_gapless_under_concurrent_writers(url: &str) {
+    use tessera_store::abis::{self, ChangeOp};
+    let db = open(url).await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let mut tx = db.begin().await.unwrap();
+                    abis::insert_reference(&mut tx, &format!("id-{w}-{i}"), &format!("ref-{w}-{i}"), b"sealed", T0).await.unwrap();
+                    if i % 5 == 4 {
+                        drop(tx); // rolled back: its number must not become a gap
+                        continue;
+                    }
+                    tx.commit().await.unwrap();
+                    if i % 3 == 0 {
+                        let mut tx = db.begin().await.unwrap();
+                        assert!(abis::delete_reference(&mut tx, &format!("ref-{w}-{i}"), T0).await.unwrap().is_some());
+                        tx.commit().await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let follower = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut seen = Vec::new();
+            // 8 writers × (12 inserts + 4 deletes) committed changes.
+            while seen.len() < 8 * 16 {
+                let (changes, _) = abis::changes_after(&db, last, 7).await.unwrap();
+                for c in &changes {
+                    assert_eq!(c.change, last + 1, "the follower would have skipped a change");
+                    last = c.change;
+                    seen.push(*c);
+                }
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = follower.await.unwrap();
+    assert_eq!(abis::change_head(&db).await.unwrap(), 8 * 16);
+    let inserts: HashSet<i64> = seen.iter().filter(|c| c.op == ChangeOp::Insert).map(|c| c.seq).collect();
+    let deletes: Vec<i64> = seen.iter().filter(|c| c.op == ChangeOp::Delete).map(|c| c.seq).collect();
+    assert_eq!((inserts.len(), deletes.len()), (8 * 12, 8 * 4));
+    assert!(deletes.iter().all(|d| inserts.contains(d)));
+    assert_eq!(abis::count(&db).await.unwrap(), 8 * 8);
+    // Pruning keeps the newest change, so a follower can always tell where the log ends.
+    assert_eq!(abis::prune_changes(&db, T0 + 1).await.unwrap(), 8 * 16 - 1);
+    let (rest, oldest) = abis::changes_after(&db, 0, 10).await.unwrap();
+    assert_eq!((rest.len(), oldest), (1, Some(8 * 16)));
+}
+
+/// A lane's job is leased only by a worker of that lane; the common lane's only by common
+/// workers.
+async fn jobs_lanes_are_leased_only_by_their_workers(url: &str) {
+    let db = open(url).await;
+    let mut tx = db.begin().await.unwrap();
+    jobs::enqueue_in(&mut tx, JobKind::AbisSearchShard, "abis-shard-1", &serde_json::json!({}), "lane-job", T0).await.unwrap();
+    jobs::enqueue(&mut tx, JobKind::UinPoolRefill, &serde_json::json!({}), "common-job", T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(jobs::lease_in(&db, "w0", "abis-shard-0", 60_000, T0).await.unwrap().is_none());
+    let j = jobs::lease_in(&db, "w1", "abis-shard-1", 60_000, T0).await.unwrap().unwrap();
+    assert_eq!(j.kind, JobKind::AbisSearchShard);
+    assert!(jobs::lease_in(&db, "w1", "abis-shard-1", 60_000, T0).await.unwrap().is_none());
+    let j = jobs::lease(&db, "w", 60_000, T0).await.unwrap().unwrap();
+    assert_eq!(j.kind, JobKind::UinPoolRefill);
+    assert!(jobs::lease(&db, "w", 60_000, T0).await.unwrap().is_none());
+    assert!(
+        jobs::enqueue_in(&mut db.begin().await.unwrap(), JobKind::AbisSearchShard, &"x".repeat(65), &serde_json::json!({}), "k", T0)
+            .await
+            .is_err()
+    );
 }

@@ -121,6 +121,17 @@ pub struct AbisSettings {
     pub datashare_encrypted: bool,
     /// MOSIP's queue transport (`[abis.queue]`); absent: HTTP only.
     pub queue: Option<AbisQueueSettings>,
+    /// Shards the gallery is split into. 1: the API process holds all of it. More: API
+    /// processes hold none and fan every search out through the job queue to worker processes
+    /// started with `--abis-shard i` (one or more per shard `0..shards`).
+    pub shards: u32,
+    /// The shard this process holds (`serve --abis-shard`); a worker with none holds no shard.
+    pub shard: Option<u32>,
+    /// How long a fanned-out search waits for every shard before answering an internal error.
+    pub shard_timeout_ms: u64,
+    /// Days the change log that shard holders follow is kept (a holder down for longer reloads
+    /// its shard).
+    pub change_retention_days: u32,
 }
 
 /// MOSIP's ABIS queues on an ActiveMQ (or any STOMP 1.2) broker.
@@ -181,6 +192,10 @@ impl Default for AbisSettings {
             datashare_allow_http: false,
             datashare_encrypted: true,
             queue: None,
+            shards: d.shards,
+            shard: None,
+            shard_timeout_ms: u64::try_from(d.shard_timeout.as_millis()).unwrap_or(u64::MAX),
+            change_retention_days: 7,
         }
     }
 }
@@ -194,7 +209,27 @@ impl AbisSettings {
             candidates_max: self.candidates_max.clamp(1, tessera_biometrics::iris_gallery::CANDIDATES_MAX),
             target_fpir_default: self.target_fpir,
             review_decades: self.review_decades,
+            shards: self.shards,
+            shard_timeout: std::time::Duration::from_millis(self.shard_timeout_ms),
         }
+    }
+
+    /// Problems with the sharding settings.
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=tessera_abis::engine::SHARDS_MAX).contains(&self.shards) {
+            problems.push(format!("abis.shards must be between 1 and {}", tessera_abis::engine::SHARDS_MAX));
+        }
+        if let Some(s) = self.shard.filter(|s| *s >= self.shards) {
+            problems.push(format!("abis.shard (--abis-shard) {s} is not below abis.shards = {}", self.shards));
+        }
+        if !(100..=3_600_000).contains(&self.shard_timeout_ms) {
+            problems.push("abis.shard_timeout_ms must be between 100 and 3600000".into());
+        }
+        if !(1..=3650).contains(&self.change_retention_days) {
+            problems.push("abis.change_retention_days must be between 1 and 3650".into());
+        }
+        problems
     }
 }
 
@@ -265,6 +300,19 @@ impl Config {
     /// # Errors
     /// An unreadable or malformed file, an unknown key, or invalid values (all listed).
     pub fn load(over: &Overrides, listen: Option<SocketAddr>, role: Option<Role>) -> anyhow::Result<Config> {
+        Self::load_serving(over, listen, role, None)
+    }
+
+    /// `load` with `serve`'s `--abis-shard`.
+    ///
+    /// # Errors
+    /// As `load`.
+    pub fn load_serving(
+        over: &Overrides,
+        listen: Option<SocketAddr>,
+        role: Option<Role>,
+        abis_shard: Option<u32>,
+    ) -> anyhow::Result<Config> {
         let env = || Env::prefixed("TESSERA_").filter(|k| is_config_var(k.as_str())).split("__");
         // The data directory decides where the default file is, so resolve it first.
         let data_dir: PathBuf = match &over.data_dir {
@@ -297,6 +345,9 @@ impl Config {
         }
         if let Some(r) = role {
             fig = fig.merge(Serialized::default("role", r));
+        }
+        if let Some(s) = abis_shard {
+            fig = fig.merge(Serialized::default("abis.shard", s));
         }
         let mut cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!(figment_errors(e)))?;
         if cfg.database_url.is_empty() {
@@ -350,6 +401,7 @@ impl Config {
         if !(100..=3_600_000).contains(&self.worker.housekeeping_interval_ms) {
             problems.push("worker.housekeeping_interval_ms must be between 100 and 3600000".into());
         }
+        problems.extend(self.abis.check());
         if let Err(e) = self.schema() {
             problems.push(format!("identity_schema: {e:#}"));
         }

@@ -53,6 +53,10 @@ enum Cmd {
         /// Which parts to run. Env: TESSERA_ROLE.
         #[arg(long, value_enum)]
         role: Option<Role>,
+        /// Hold this shard of the ABIS gallery and answer its searches (with `abis.shards` > 1;
+        /// usually on `--role worker` processes). Env: TESSERA_ABIS__SHARD.
+        #[arg(long)]
+        abis_shard: Option<u32>,
     },
     /// Unique identification numbers.
     Uin {
@@ -228,8 +232,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let over = cli.over;
     match cli.cmd {
-        Cmd::Serve { listen, role } => {
-            let cfg = Config::load(&over, listen, role)?;
+        Cmd::Serve { listen, role, abis_shard } => {
+            let cfg = Config::load_serving(&over, listen, role, abis_shard)?;
             init_logging(&cfg.log_level);
             runtime()?.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
@@ -492,6 +496,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if matches!(cfg.role, Role::All | Role::Worker) {
         tasks.spawn(worker::run(repo.clone(), cfg.clone(), stop_rx.clone()));
     }
+    if let Some(shard) = cfg.abis.shard {
+        let gallery = open_shard(&cfg, &repo, shard).await?;
+        tasks.spawn(worker::run_shard(repo.clone(), cfg.clone(), gallery, stop_rx.clone()));
+    }
     if matches!(cfg.role, Role::All | Role::Api) {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -550,8 +558,41 @@ async fn open_abis(cfg: &Config, repo: &tessera_idrepo::IdRepo) -> anyhow::Resul
     let engine = tessera_abis::Engine::open(repo.clone(), std::sync::Arc::new(fetch), cfg.abis.engine(), &mut progress)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the ABIS gallery ({}): {e}", e.code()))?;
-    tracing::info!(references = engine.len(), seconds = started.elapsed().as_secs_f64(), "ABIS gallery loaded");
+    if cfg.abis.shards > 1 {
+        tracing::info!(shards = cfg.abis.shards, "ABIS searches fan out to the shard workers");
+    } else {
+        tracing::info!(references = engine.len(), seconds = started.elapsed().as_secs_f64(), "ABIS gallery loaded");
+    }
     Ok(std::sync::Arc::new(engine))
+}
+
+/// Loads this process's shard of the ABIS gallery (progress in the log).
+async fn open_shard(cfg: &Config, repo: &tessera_idrepo::IdRepo, shard: u32) -> anyhow::Result<tessera_abis::shard::ShardGallery> {
+    let started = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
+    let mut progress = |loaded: usize| {
+        if last_report.elapsed() >= std::time::Duration::from_secs(2) {
+            tracing::info!(shard, loaded, "loading the ABIS gallery shard");
+            last_report = std::time::Instant::now();
+        }
+    };
+    let g = tessera_abis::shard::ShardGallery::open(
+        repo.clone(),
+        i64::from(shard),
+        i64::from(cfg.abis.shards),
+        cfg.abis.engine().threads,
+        &mut progress,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot load ABIS shard {shard} ({}): {e}", e.code()))?;
+    tracing::info!(
+        shard,
+        shards = cfg.abis.shards,
+        references = g.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "ABIS gallery shard loaded"
+    );
+    Ok(g)
 }
 
 async fn wait_for_signal() {

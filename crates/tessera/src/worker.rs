@@ -3,10 +3,15 @@
 //! signing an audit checkpoint over new entries).
 //! Stops between jobs when shutdown is signalled; a job cut off mid-way is retried after its
 //! lease expires, which is why every handler is idempotent.
+//!
+//! A process that holds an ABIS shard (`--abis-shard i`) runs a second loop that leases only
+//! that shard's lane, so fanned-out searches never queue behind other jobs, and keeps the
+//! shard in step with the change log while idle.
 
 use crate::config::Config;
 use rand::SeedableRng;
 use std::time::Duration;
+use tessera_abis::shard::ShardGallery;
 use tessera_idrepo::IdRepo;
 use tessera_store::jobs::{self, JobKind, Leased};
 use tessera_store::{Db, now_ms, uin_pool};
@@ -33,7 +38,7 @@ pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>)
             }
         };
         match leased {
-            Some(job) => execute(&repo, &cfg, job).await,
+            Some(job) => execute(&repo, &cfg, job, None).await,
             None => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
@@ -45,7 +50,53 @@ pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>)
     tracing::info!(worker = %worker_id, "worker stopped");
 }
 
+/// How often an idle shard loop looks for searches (they are waited for by a person or a
+/// pipeline, so this is short; a lookup is one indexed query).
+const SHARD_POLL: Duration = Duration::from_millis(20);
+/// An idle shard catches up with the change log this often.
+const SHARD_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// The search loop of a shard holder: runs until `shutdown` turns true.
+pub async fn run_shard(repo: IdRepo, cfg: Config, gallery: ShardGallery, mut shutdown: watch::Receiver<bool>) {
+    let db = repo.db().clone();
+    let lane = tessera_store::abis::shard_lane(gallery.shard());
+    let worker_id = format!("{}-{}-{lane}", hostname(), std::process::id());
+    tracing::info!(worker = %worker_id, "ABIS shard worker started");
+    let mut last_sync = tokio::time::Instant::now();
+    while !*shutdown.borrow() {
+        let leased = match jobs::lease_in(&db, &worker_id, &lane, cfg.worker.lease_ms, now_ms()).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(code = e.code(), error = %e, "cannot lease a shard job");
+                None
+            }
+        };
+        if let Some(job) = leased {
+            execute(&repo, &cfg, job, Some(&gallery)).await;
+            last_sync = tokio::time::Instant::now();
+            continue;
+        }
+        if last_sync.elapsed() >= SHARD_SYNC_EVERY {
+            if let Err(e) = gallery.sync().await {
+                tracing::error!(code = e.code(), error = %e, "the ABIS shard cannot catch up with the change log");
+            }
+            last_sync = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SHARD_POLL) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!(worker = %worker_id, "ABIS shard worker stopped");
+}
+
+/// A fanned-out search older than this was abandoned by its coordinator.
+const ABANDONED_SEARCH_MS: i64 = 3600 * 1000;
+/// Answers to ABIS request ids are kept this long for retries.
+const ABIS_ANSWERS_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+
 async fn housekeeping(repo: &IdRepo, cfg: &Config) {
+    abis_housekeeping(repo, cfg).await;
     let db = repo.db();
     if let Err(e) = tessera_idrepo::audit::checkpoint_now(db, &**repo.keystore(), now_ms()).await {
         tracing::error!(code = e.code(), error = %e, "cannot sign an audit checkpoint");
@@ -60,14 +111,31 @@ async fn housekeeping(repo: &IdRepo, cfg: &Config) {
     }
 }
 
-async fn execute(repo: &IdRepo, cfg: &Config, job: Leased) {
+/// Prunes the ABIS change log and old request answers, and removes abandoned searches.
+async fn abis_housekeeping(repo: &IdRepo, cfg: &Config) {
+    let now = now_ms();
+    let keep = i64::from(cfg.abis.change_retention_days) * 24 * 3600 * 1000;
+    if let Err(e) = tessera_store::abis::prune_changes(repo.db(), now - keep).await {
+        tracing::error!(code = e.code(), error = %e, "cannot prune the ABIS change log");
+    }
+    if let Err(e) = tessera_store::abis::prune_requests(repo.db(), now - ABIS_ANSWERS_KEPT_MS).await {
+        tracing::error!(code = e.code(), error = %e, "cannot prune old ABIS answers");
+    }
+    match tessera_abis::engine::sweep_searches(repo, now - ABANDONED_SEARCH_MS).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(searches = n, "removed abandoned ABIS searches"),
+        Err(e) => tracing::error!(code = e.code(), error = %e, "cannot remove abandoned ABIS searches"),
+    }
+}
+
+async fn execute(repo: &IdRepo, cfg: &Config, job: Leased, shard: Option<&ShardGallery>) {
     let db = repo.db();
     let started = std::time::Instant::now();
     let kind = job.kind.as_str();
     let lease = Duration::from_millis(u64::try_from(cfg.worker.lease_ms).unwrap_or(0));
     // A job that outlives its lease is abandoned here rather than racing the worker that
     // takes it over.
-    let outcome = match tokio::time::timeout(lease, handle(repo, cfg, &job)).await {
+    let outcome = match tokio::time::timeout(lease, handle(repo, cfg, &job, shard)).await {
         Ok(r) => r,
         Err(_) => Err("job exceeded its lease".to_owned()),
     };
@@ -95,7 +163,7 @@ async fn execute(repo: &IdRepo, cfg: &Config, job: Leased) {
 }
 
 /// Dispatch on the closed set of job kinds: adding a kind without a handler does not compile.
-async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased) -> Result<(), String> {
+async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&ShardGallery>) -> Result<(), String> {
     let db: &Db = repo.db();
     match job.kind {
         JobKind::UinPoolRefill => {
@@ -121,7 +189,10 @@ async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased) -> Result<(), String>
             let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
             repo.destroy_sealed(id).await.map(|_| ()).map_err(|e| e.to_string())
         }
-        JobKind::AbisSearchShard => Err("this worker holds no ABIS shard".to_owned()),
+        JobKind::AbisSearchShard => match shard {
+            Some(g) => g.serve_job(&job.payload, now_ms()).await.map_err(|e| e.code().to_owned()),
+            None => Err("this worker holds no ABIS shard".to_owned()),
+        },
     }
 }
 
