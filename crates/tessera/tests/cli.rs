@@ -125,6 +125,12 @@ impl Drop for Server {
 
 /// Starts `tessera serve` on a free port and waits for its "listening" log line.
 fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    serve_until(dir, extra, env, "listening")
+}
+
+/// Starts `tessera serve` and waits for a log line with message `ready` (a worker-only process
+/// never listens).
+fn serve_until(dir: &Path, extra: &[&str], env: &[(&str, &str)], ready: &'static str) -> Server {
     let mut cmd = tessera(dir);
     cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stderr(Stdio::piped()).stdout(Stdio::null());
     for (k, v) in env {
@@ -143,9 +149,9 @@ fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
             let _ = writeln!(log, "{line}");
             if !sent
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["fields"]["message"] == "listening"
+                && v["fields"]["message"] == ready
             {
-                tx.send(v["fields"]["addr"].as_str().unwrap().to_owned()).unwrap();
+                tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_owned()).unwrap();
                 sent = true;
             }
         }
@@ -607,4 +613,128 @@ fn keystore_in_a_pkcs11_token() {
     c.env("TESSERA_PKCS11_PIN", "0000");
     let (ok, _, err) = stdout_of(&mut c);
     assert!(!ok && err.contains("PKCS#11"), "{err}");
+}
+
+/// Serves every file under `dir` over plain HTTP/1.0 on a free port (a data share for the
+/// ABIS's referenceURLs); returns the base URL.
+fn file_server(dir: std::path::PathBuf) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
+            let body = if path.contains("..") { None } else { std::fs::read(dir.join(&path)).ok() };
+            let _ = match body {
+                Some(b) => stream
+                    .write_all(format!("HTTP/1.0 200 OK\r\ncontent-length: {}\r\n\r\n", b.len()).as_bytes())
+                    .and_then(|()| stream.write_all(&b)),
+                None => stream.write_all(b"HTTP/1.0 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
+            };
+        }
+    });
+    base
+}
+
+fn abis_message(id: &str, request: &str, extra: &serde_json::Value) -> serde_json::Value {
+    let mut m = serde_json::json!({"id": id, "version": "1.1", "requestId": request, "requesttime": "2026-12-07T10:00:00.000Z"});
+    for (k, v) in extra.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m
+}
+
+/// The scaled-out ABIS as an operator runs it on PostgreSQL: one API process with
+/// `abis.shards = 2` and two `--role worker --abis-shard i` processes. Planted duplicates are
+/// found through the fan-out, a worker killed with -9 mid-life is replaced and the search
+/// still answers, and a delete reaches the shard that held the reference.
+#[test]
+fn sharded_abis_across_processes() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(TestDb::postgres());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, _, err) =
+        stdout_of(tessera(d).args(["synth", "biometrics", "--persons", "30", "--duplicates", "4", "--seed", "5", "--out", "pop"]));
+    assert!(ok, "{err}");
+    let share = file_server(d.join("pop/cbeff"));
+    let truth = std::fs::read_to_string(d.join("pop/truth.csv")).unwrap();
+    let rows: Vec<(String, String)> =
+        truth.lines().skip(1).map(|l| l.split_once(',').map(|(e, p)| (e.to_owned(), p.to_owned())).unwrap()).collect();
+    assert_eq!(rows.len(), 34);
+    let (ok, out, err) = stdout_of(tessera(d).args(["init", "--json", "--database-url", db.url()]));
+    assert!(ok, "{err}");
+    let admin = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["admin_token"].as_str().unwrap().to_owned();
+    let env = [
+        ("TESSERA_DATABASE_URL", db.url()),
+        ("TESSERA_ABIS__SHARDS", "2"),
+        ("TESSERA_ABIS__DATASHARE_ALLOW_HTTP", "true"),
+        ("TESSERA_ABIS__DATASHARE_ENCRYPTED", "false"),
+        ("TESSERA_ABIS__SHARD_TIMEOUT_MS", "60000"),
+        ("TESSERA_ABIS__THREADS", "1"),
+    ];
+    let worker = |shard: &str| serve_until(d, &["--role", "worker", "--abis-shard", shard], &env, "ABIS shard worker started");
+    let mut api = serve(d, &["--role", "api"], &env);
+    let _w0 = worker("0");
+    let mut w1 = worker("1");
+    let abis = |request: serde_json::Value| {
+        let (status, body) = call("POST", &format!("{}/v1/abis", api.base), &admin, Some(request));
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    // Every enrolment as MOSIP sends it: insert, then identify by the inserted reference.
+    let mut found = std::collections::HashMap::new();
+    for (i, (enrolment, _)) in rows.iter().enumerate() {
+        let url = format!("{share}/{enrolment}.xml");
+        let r = abis(abis_message(
+            "mosip.abis.insert",
+            &format!("ins-{i}"),
+            &serde_json::json!({"referenceId": enrolment, "referenceURL": url}),
+        ));
+        assert_eq!(r["returnValue"], "1", "{r}");
+        if i == 20 {
+            // Shard 1's worker dies; its replacement loads the shard and answers from then on.
+            w1.child.kill().unwrap();
+            w1.child.wait().unwrap();
+            w1 = worker("1");
+        }
+        let r = abis(abis_message("mosip.abis.identify", &format!("idf-{i}"), &serde_json::json!({"referenceId": enrolment})));
+        assert_eq!(r["returnValue"], "1", "{r}");
+        let matched: Vec<String> = r["candidateList"]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["analytics"]["decision"] == "match")
+            .map(|c| c["referenceId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(r["candidateList"]["analytics"]["gallerySize"], i + 1);
+        found.insert(enrolment.clone(), matched);
+    }
+    // The second enrolment of each planted person matches the first, and nobody else does.
+    for (enrolment, person) in &rows {
+        let earlier: Vec<String> =
+            rows.iter().take_while(|(e, _)| e != enrolment).filter(|(_, p)| p == person).map(|(e, _)| e.clone()).collect();
+        assert_eq!(found[enrolment], earlier, "{enrolment}");
+    }
+    assert_eq!(found.values().filter(|m| !m.is_empty()).count(), 4);
+    // A delete reaches its shard: the duplicate is no longer found.
+    let (dup, person) = rows.iter().find(|(e, _)| !found[e].is_empty()).unwrap().clone();
+    let first = rows.iter().find(|(_, p)| *p == person).unwrap().0.clone();
+    let r = abis(abis_message("mosip.abis.delete", "del-1", &serde_json::json!({"referenceId": first})));
+    assert_eq!(r["returnValue"], "1", "{r}");
+    let r = abis(abis_message("mosip.abis.identify", "idf-after-delete", &serde_json::json!({"referenceId": dup})));
+    assert!(r["candidateList"]["candidates"].as_array().unwrap().iter().all(|c| c["referenceId"] != first.as_str()), "{r}");
+    let r = abis(abis_message("mosip.abis.referenceCount", "count", &serde_json::json!({})));
+    assert_eq!(r["count"], "33");
+    assert!(terminate(&mut api).success());
+    assert!(terminate(&mut w1).success());
+    // The searches really ran in the shard workers (the log of all three processes).
+    let log = std::fs::read_to_string(d.join("server.log")).unwrap();
+    assert!(log.contains("ABIS searches fan out to the shard workers"));
+    let shard_jobs = log.lines().filter(|l| l.contains("job done") && l.contains("abis_search_shard")).count();
+    assert!(shard_jobs >= 2 * 35, "{shard_jobs} shard jobs done");
 }
