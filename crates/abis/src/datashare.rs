@@ -74,21 +74,12 @@ impl Datashare {
         if let Some(c) = &self.cookie {
             req = req.header(reqwest::header::COOKIE, format!("Authorization={c}"));
         }
-        let mut resp = req.send().await.map_err(|_| FetchError::Unreachable("no answer".into()))?;
+        let resp = req.send().await.map_err(|_| FetchError::Unreachable("no answer".into()))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(FetchError::Unreachable(format!("HTTP {}", status.as_u16())));
         }
-        if resp.content_length().is_some_and(|n| n > self.max_bytes as u64) {
-            return Err(FetchError::TooLarge);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|_| FetchError::Unreachable("body".into()))? {
-            if body.len() + chunk.len() > self.max_bytes {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(resp, self.max_bytes).await?;
         // MOSIP's data share answers errors as JSON with HTTP 200: `{"errors":[{"errorCode":
         // "DAT-SER-006", …}]}` when the share has expired or been used as often as allowed.
         if body.first() == Some(&b'{')
@@ -103,6 +94,24 @@ impl Datashare {
             None => Ok(body),
         }
     }
+}
+
+/// An HTTP answer's body, refused as `TooLarge` once it passes `max` bytes (announced or not).
+///
+/// # Errors
+/// `TooLarge`, or `Unreachable` when the body is cut off.
+pub(crate) async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, FetchError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(FetchError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|_| FetchError::Unreachable("body".into()))? {
+        if body.len() + chunk.len() > max {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 impl Fetch for Datashare {

@@ -11,6 +11,7 @@
 //! request is refused. The templates of each reference are sealed under a data key of their own
 //! in the key vault (`IdRepo::seal_new`), so a delete erases them everywhere.
 
+use crate::biosdk::Extract;
 use crate::mosip::{self, Body, Candidate, CandidateList, FailureReason, ModalityScore, Operation, Request, Response};
 use crate::shard::{self, SearchParams, ShardAnswer, ShardGallery};
 use crate::{AbisError, Fetch, FetchError};
@@ -86,6 +87,8 @@ enum Searcher {
 pub struct Engine {
     repo: IdRepo,
     fetch: Arc<dyn Fetch>,
+    /// Turns images (CBEFF formats 7, 8, 9) into templates; `None`: images are not used.
+    extractor: Option<Arc<dyn Extract>>,
     cfg: AbisConfig,
     searcher: Searcher,
     in_flight: AtomicUsize,
@@ -129,7 +132,15 @@ impl Engine {
         } else {
             Searcher::Fanout(i64::from(cfg.shards))
         };
-        Ok(Engine { repo, fetch, cfg, searcher, in_flight: AtomicUsize::new(0) })
+        Ok(Engine { repo, fetch, extractor: None, cfg, searcher, in_flight: AtomicUsize::new(0) })
+    }
+
+    /// Extracts templates from the images of fetched documents with `extractor` (a MOSIP
+    /// BioSDK service: `crate::biosdk`).
+    #[must_use]
+    pub fn with_extractor(mut self, extractor: Arc<dyn Extract>) -> Self {
+        self.extractor = Some(extractor);
+        self
     }
 
     /// References held in this process's memory (none when searches fan out to shards).
@@ -465,6 +476,7 @@ impl Engine {
             tracing::warn!(error = %e, "a CBEFF document was rejected");
             FailureReason::InvalidCbeff
         })?;
+        let birs = self.extract_images(birs).await?;
         TemplateSet::from_birs(&birs).map_err(|e| {
             tracing::warn!(error = %e, "no usable templates in a CBEFF document");
             match e {
@@ -473,6 +485,37 @@ impl Engine {
             }
         })
     }
+
+    /// With an extractor, replaces the document's images by the templates extracted from them
+    /// (the images are checked records already: `cbeff::parse` and the ISO parsers ran).
+    async fn extract_images(&self, birs: Vec<cbeff::Bir>) -> Result<Vec<cbeff::Bir>, FailureReason> {
+        let Some(extractor) = &self.extractor else { return Ok(birs) };
+        let (images, mut rest): (Vec<cbeff::Bir>, Vec<cbeff::Bir>) = birs.into_iter().partition(is_image);
+        if images.is_empty() {
+            return Ok(rest);
+        }
+        // Only well-formed records leave the process.
+        if images.iter().any(|b| tessera_biometrics::iso19794::parse(&b.bdb).is_err()) {
+            tracing::warn!("a malformed image record was refused before extraction");
+            return Err(FailureReason::InvalidCbeff);
+        }
+        let extracted = extractor.extract(&images).await.map_err(|e| {
+            tracing::warn!(code = e.code(), error = %e, images = images.len(), "template extraction failed");
+            match e {
+                crate::biosdk::ExtractorError::Refused(_) => FailureReason::InvalidCbeff,
+                _ => FailureReason::InternalError,
+            }
+        })?;
+        rest.extend(extracted);
+        Ok(rest)
+    }
+}
+
+/// A finger, iris or face image record (CBEFF formats `Mosip`/7, 8, 9 with its ISO header).
+fn is_image(b: &cbeff::Bir) -> bool {
+    let image_format = b.bdb_info.format_type().is_some_and(|t| (7..=9).contains(&t));
+    let kind = b.bdb_info.bio_types.first();
+    image_format && matches!(kind, Some(cbeff::BioType::Finger | cbeff::BioType::Iris | cbeff::BioType::Face))
 }
 
 /// Removes searches older than `before` that their coordinator abandoned (it crashed or gave up

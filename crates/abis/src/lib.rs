@@ -1,6 +1,7 @@
 //! Tessera's ABIS (automated biometric identification system) service: the encrypted gallery,
 //! durable idempotent insert / identify / delete, MOSIP's ABIS API and its queue transport.
 
+pub mod biosdk;
 pub mod datashare;
 pub mod engine;
 pub mod mosip;

@@ -473,7 +473,172 @@ async fn pruned_change_log_reloads(url: &str) {
     assert_eq!((changes.len(), oldest), (1, Some(12)));
 }
 
+/// A BioSDK service for the tests: answers `extract-template` from a table of image record →
+/// minutiae record the test registered (standing in for a vendor's extractor behind MOSIP's
+/// BioSDK API); an unknown image is refused as a BioSDK refuses. Counts the calls.
+#[derive(Debug, Default)]
+struct FakeBioSdk {
+    table: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeBioSdk {
+    fn answer(&self, body: &[u8]) -> Value {
+        use base64::Engine as _;
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let outer: Value = serde_json::from_slice(body).unwrap();
+        let inner = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(outer["request"].as_str().unwrap()).unwrap();
+        let inner: Value = serde_json::from_slice(&inner).unwrap();
+        assert_eq!(inner["modalitiesToExtract"], json!(["FINGER"]));
+        let table = self.table.lock().unwrap();
+        let mut segments = Vec::new();
+        for seg in inner["sample"]["segments"].as_array().unwrap() {
+            let image = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(seg["bdb"].as_str().unwrap()).unwrap();
+            let Some(minutiae) = table.get(&image) else {
+                return json!({"version": "1.0", "response": null, "errors": [{"errorCode": "BIOSDK_LIB_EXCEPTION", "message": "no finger found"}]});
+            };
+            let mut info = seg["bdbInfo"].clone();
+            info["format"] = json!({"organization": "Mosip", "type": "2"});
+            info["level"] = "PROCESSED".into();
+            segments.push(json!({"bdbInfo": info, "bdb": base64::engine::general_purpose::STANDARD.encode(minutiae)}));
+        }
+        json!({"version": "1.0", "responsetime": "2026-12-07T10:00:00.000Z",
+            "response": {"statusCode": 200, "statusMessage": "OK", "response": {"segments": segments}}, "errors": []})
+    }
+
+    /// Serves on a free port; returns the base URL.
+    async fn serve(self: Arc<Self>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/biosdk-service", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let sdk = Arc::clone(&self);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    let (head_end, length) = loop {
+                        let n = stream.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "connection closed mid-request");
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            assert!(head.starts_with("post /biosdk-service/extract-template "), "{head}");
+                            let length: usize =
+                                head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap()).unwrap();
+                            break (i + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let n = stream.read(&mut chunk).await.unwrap();
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let answer = sdk.answer(&buf[head_end..head_end + length]).to_string();
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    stream.write_all(reply.as_bytes()).await.unwrap();
+                });
+            }
+        });
+        base
+    }
+}
+
+/// One capture of a person as a registration client sends it: finger *images* only (ISO/IEC
+/// 19794-4, MOSIP format 7). Each image is registered in `sdk` with the minutiae a real
+/// extractor would find in it.
+fn finger_images_cbeff(p: &Person, rng: &mut impl rand::Rng, sdk: &FakeBioSdk) -> Vec<u8> {
+    use tessera_biometrics::cbeff::{self, BioType, RegistryId};
+    use tessera_biometrics::iso19794::ImageEncoding;
+    use tessera_biometrics::iso19794::finger_image::{self, FingerImageRecord, Image2005, Record2005, ScaleUnits};
+    let birs = cbeff::parse(&p.cbeff(rng)).unwrap();
+    let mut out = Vec::new();
+    for mut bir in birs.into_iter().filter(|b| b.bdb_info.bio_types.first() == Some(&BioType::Finger)) {
+        let pixels: Vec<u8> = (0..64).map(|_| rng.random()).collect();
+        let record = FingerImageRecord::Iso2005(Record2005 {
+            device_id: 0,
+            acquisition_level: 31,
+            scale_units: ScaleUnits::PixelsPerInch,
+            scan_resolution: (500, 500),
+            image_resolution: (500, 500),
+            pixel_depth: 8,
+            compression: ImageEncoding::Wsq,
+            images: vec![Image2005 {
+                position: 0,
+                view_count: 1,
+                view_number: 1,
+                quality: 80,
+                impression: 0,
+                width: 8,
+                height: 8,
+                data: pixels,
+            }],
+        });
+        let image = finger_image::emit(&record).unwrap();
+        sdk.table.lock().unwrap().insert(image.clone(), std::mem::replace(&mut bir.bdb, image));
+        bir.bdb_info.format = Some(RegistryId::new("Mosip", "7"));
+        out.push(bir);
+    }
+    assert_eq!(out.len(), 10);
+    cbeff::emit(&out).into_bytes()
+}
+
+/// Registration packets carry images: without an extractor they cannot be enrolled; with the
+/// BioSDK plugin the extracted minutiae are enrolled and the planted duplicate is found by its
+/// fingers alone. A malformed image never reaches the SDK; an image the SDK refuses, or an SDK
+/// that is down, is MOSIP's failure answer with nothing inserted.
+async fn images_through_the_biosdk_plugin(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let sdk = Arc::new(FakeBioSdk::default());
+    let people: Vec<Person> = (0..12).map(|_| Person::random(&mut rng)).collect();
+    for (i, p) in people.iter().enumerate() {
+        f.share.put(&format!("https://share/img-{i}"), finger_images_cbeff(p, &mut rng, &sdk));
+    }
+    let plain = f.engine().await;
+    let r = json_of(&plain.handle(&insert("no-sdk", "ref-x", "https://share/img-0"), NOW).await);
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("16")), "images without an extractor: {r}");
+
+    let base = Arc::clone(&sdk).serve().await;
+    let engine = f.engine().await.with_extractor(Arc::new(tessera_abis::biosdk::BioSdk::new(&base).unwrap()));
+    for i in 0..people.len() {
+        let r =
+            json_of(&engine.handle(&insert(&format!("img-ins-{i}"), &format!("ref-{i}"), &format!("https://share/img-{i}")), NOW).await);
+        assert_eq!(r["returnValue"], "1", "{r}");
+    }
+    assert_eq!(sdk.calls.load(std::sync::atomic::Ordering::SeqCst), 12, "one extraction call per document");
+    f.share.put("https://share/img-again", finger_images_cbeff(&people[7], &mut rng, &sdk));
+    let r = json_of(&engine.handle(&identify("img-idf", None, Some("https://share/img-again")), NOW).await);
+    assert_eq!(matches(&r), vec!["ref-7".to_owned()], "{r}");
+    let modalities = &r["candidateList"]["candidates"][0]["modalities"];
+    assert_eq!(modalities.as_array().unwrap().len(), 1, "fingers only: {modalities}");
+    assert_eq!(modalities[0]["biometricType"], "FIR");
+
+    // An image the SDK finds nothing in: refused, nothing inserted.
+    let stranger = finger_images_cbeff(&Person::random(&mut rng), &mut rng, &FakeBioSdk::default());
+    f.share.put("https://share/img-unknown", stranger);
+    let r = json_of(&engine.handle(&insert("img-ins-unknown", "ref-unknown", "https://share/img-unknown"), NOW).await);
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("16")), "{r}");
+    // A truncated image record: refused before any call.
+    let calls = sdk.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let doc = String::from_utf8(finger_images_cbeff(&people[1], &mut rng, &sdk)).unwrap();
+    let cut = corrupt_first_bdb(&doc);
+    f.share.put("https://share/img-cut", cut.into_bytes());
+    let r = json_of(&engine.handle(&insert("img-ins-cut", "ref-cut", "https://share/img-cut"), NOW).await);
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("16")), "{r}");
+    assert_eq!(sdk.calls.load(std::sync::atomic::Ordering::SeqCst), calls, "a malformed image reached the SDK");
+    // The SDK is down: an internal error.
+    let down = f.engine().await.with_extractor(Arc::new(tessera_abis::biosdk::BioSdk::new("http://127.0.0.1:9/biosdk-service").unwrap()));
+    let r = json_of(&down.handle(&insert("img-ins-down", "ref-down", "https://share/img-again"), NOW).await);
+    assert_eq!((r["returnValue"].as_str(), r["failureReason"].as_str()), (Some("2"), Some("1")), "{r}");
+    assert_eq!(count(&engine, "img-count").await, "12");
+}
+
 storage_tests!(
+    images_through_the_biosdk_plugin,
     round_trip,
     retries_and_refusals,
     over_the_queue,

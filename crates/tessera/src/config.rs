@@ -132,6 +132,10 @@ pub struct AbisSettings {
     /// Days the change log that shard holders follow is kept (a holder down for longer reloads
     /// its shard).
     pub change_retention_days: u32,
+    /// A MOSIP BioSDK service (`http(s)://host/biosdk-service`) that extracts templates from
+    /// the images in fetched documents (finger, iris, face images: CBEFF formats 7, 8, 9).
+    /// Absent: only templates are used, and an images-only document is refused.
+    pub extractor_url: Option<String>,
 }
 
 /// MOSIP's ABIS queues on an ActiveMQ (or any STOMP 1.2) broker.
@@ -196,6 +200,7 @@ impl Default for AbisSettings {
             shard: None,
             shard_timeout_ms: u64::try_from(d.shard_timeout.as_millis()).unwrap_or(u64::MAX),
             change_retention_days: 7,
+            extractor_url: None,
         }
     }
 }
@@ -225,6 +230,11 @@ impl AbisSettings {
         }
         if !(100..=3_600_000).contains(&self.shard_timeout_ms) {
             problems.push("abis.shard_timeout_ms must be between 100 and 3600000".into());
+        }
+        if let Some(u) = &self.extractor_url
+            && tessera_abis::biosdk::BioSdk::new(u).is_err()
+        {
+            problems.push("abis.extractor_url must be an http(s) URL".into());
         }
         if !(1..=3650).contains(&self.change_retention_days) {
             problems.push("abis.change_retention_days must be between 1 and 3650".into());

@@ -555,9 +555,14 @@ async fn open_abis(cfg: &Config, repo: &tessera_idrepo::IdRepo) -> anyhow::Resul
     let fetch = tessera_abis::datashare::Datashare::new(cfg.abis.datashare_token.clone(), decrypt)
         .map_err(|e| anyhow::anyhow!("cannot set up the data share client: {e}"))?
         .allow_http(cfg.abis.datashare_allow_http);
-    let engine = tessera_abis::Engine::open(repo.clone(), std::sync::Arc::new(fetch), cfg.abis.engine(), &mut progress)
+    let mut engine = tessera_abis::Engine::open(repo.clone(), std::sync::Arc::new(fetch), cfg.abis.engine(), &mut progress)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the ABIS gallery ({}): {e}", e.code()))?;
+    if let Some(url) = &cfg.abis.extractor_url {
+        let sdk = tessera_abis::biosdk::BioSdk::new(url).map_err(|e| anyhow::anyhow!("abis.extractor_url: {e}"))?;
+        engine = engine.with_extractor(std::sync::Arc::new(sdk));
+        tracing::info!("ABIS extracts templates from images through the configured BioSDK service");
+    }
     if cfg.abis.shards > 1 {
         tracing::info!(shards = cfg.abis.shards, "ABIS searches fan out to the shard workers");
     } else {
