@@ -189,10 +189,21 @@ async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&ShardG
             let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
             repo.destroy_sealed(id).await.map(|_| ()).map_err(|e| e.to_string())
         }
-        JobKind::AbisSearchShard => match shard {
-            Some(g) => g.serve_job(&job.payload, now_ms()).await.map_err(|e| e.code().to_owned()),
-            None => Err("this worker holds no ABIS shard".to_owned()),
-        },
+        JobKind::AbisSearchShard => {
+            let Some(g) = shard else { return Err("this worker holds no ABIS shard".to_owned()) };
+            let outcome = g.serve_job(&job.payload, now_ms()).await.map_err(|e| e.code().to_owned());
+            if let Err(code) = &outcome
+                && job.attempt >= job.max_attempts
+                && let Some(search_id) = job.payload["search_id"].as_str()
+            {
+                // The last attempt: tell the waiting coordinator now rather than at its timeout.
+                let answer = serde_json::json!({ "error": code }).to_string();
+                if let Err(e) = tessera_store::abis::put_search_result(db, search_id, g.shard(), &answer, now_ms()).await {
+                    tracing::error!(code = e.code(), "cannot report a failed shard search");
+                }
+            }
+            outcome
+        }
     }
 }
 
