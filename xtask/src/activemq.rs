@@ -13,32 +13,6 @@ pub const HOME_VAR: &str = "TESSERA_TEST_ACTIVEMQ_HOME";
 /// ActiveMQ 5.17 needs Java 11 or later.
 const JAVA_MIN: u32 = 11;
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn apt_get(args: &[&str]) -> Result<(), String> {
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
-    let full: Vec<&str> = sudo.iter().chain(["apt-get"].iter()).chain(args).copied().collect();
-    let status = Command::new(full[0])
-        .args(&full[1..])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", full.join(" ")))?;
-    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", full.join(" "))) }
-}
-
-fn install(package: &str) -> Result<(), String> {
-    eprintln!("xtask: installing Debian's {package} package");
-    let install = ["install", "-y", "-q", "--no-install-recommends", package];
-    if apt_get(&install).is_err() {
-        // The package lists may be missing or stale.
-        apt_get(&["update", "-q"])?;
-        apt_get(&install)?;
-    }
-    Ok(())
-}
-
 /// The major version of the `java` on PATH.
 fn java_major() -> Option<u32> {
     let out = Command::new("java").arg("-version").output().ok()?;
@@ -72,13 +46,13 @@ pub fn from_env_or_install() -> Result<String, String> {
             return Err(format!("{} not found ({HOME_VAR} is set)", jar.display()));
         }
         eprintln!("xtask: {} not found", jar.display());
-        install("activemq")?;
+        crate::debian::install("activemq")?;
         if !jar.exists() {
             return Err(format!("{} is still missing after installing activemq; install ActiveMQ 5 or set {HOME_VAR}", jar.display()));
         }
     }
     if java_major().is_none_or(|v| v < JAVA_MIN) {
-        install("default-jre-headless")?;
+        crate::debian::install("default-jre-headless")?;
     }
     match java_major() {
         Some(v) if v >= JAVA_MIN => Ok(home),

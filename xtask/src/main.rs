@@ -3,6 +3,7 @@
 //! in seconds and works on a fresh clone.
 
 mod activemq;
+mod debian;
 mod fuzz;
 mod pg;
 mod softhsm;

@@ -53,27 +53,6 @@ fn find_bin() -> Option<PathBuf> {
     found.pop()
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn install() -> Result<(), String> {
-    eprintln!("xtask: PostgreSQL not found; installing Debian's postgresql package");
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
-    for args in [&["apt-get", "update", "-q"][..], &["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"][..]] {
-        let full: Vec<&str> = sudo.iter().chain(args).copied().collect();
-        let status = Command::new(full[0])
-            .args(&full[1..])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("cannot run {}: {e}", full.join(" ")))?;
-        if !status.success() {
-            return Err(format!("`{}` failed ({status}); install PostgreSQL 15+ or set {TEST_URL_VAR}", full.join(" ")));
-        }
-    }
-    Ok(())
-}
-
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -84,11 +63,11 @@ impl Cluster {
         let bin = match find_bin() {
             Some(b) => b,
             None => {
-                install()?;
+                crate::debian::install("postgresql").map_err(|e| format!("{e}; install PostgreSQL 15+ or set {TEST_URL_VAR}"))?;
                 find_bin().ok_or("PostgreSQL still not found under /usr/lib/postgresql after installing")?
             }
         };
-        let as_postgres = is_root();
+        let as_postgres = crate::debian::is_root();
         let dir = std::env::temp_dir().join(format!("tessera-pg-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let cluster = Cluster { dir: dir.clone(), bin, as_postgres };

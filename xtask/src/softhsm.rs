@@ -3,7 +3,6 @@
 //! directory (removed on drop), so tests create tokens without touching the system's.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Where Debian's `softhsm2` package puts the PKCS#11 module.
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -33,32 +32,6 @@ impl Drop for SoftHsm {
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn apt_get(args: &[&str]) -> Result<(), String> {
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo", "-n"] };
-    let full: Vec<&str> = sudo.iter().chain(["apt-get"].iter()).chain(args).copied().collect();
-    let status = Command::new(full[0])
-        .args(&full[1..])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", full.join(" ")))?;
-    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", full.join(" "))) }
-}
-
-fn install() -> Result<(), String> {
-    eprintln!("xtask: {MODULE} not found; installing Debian's softhsm2 package");
-    let install = ["install", "-y", "-q", "--no-install-recommends", "softhsm2"];
-    if apt_get(&install).is_err() {
-        // The package lists may be missing or stale.
-        apt_get(&["update", "-q"])?;
-        apt_get(&install)?;
-    }
-    Ok(())
-}
-
 /// `TESSERA_TEST_PKCS11_MODULE` (and `SOFTHSM2_CONF`) from the environment when set; otherwise
 /// SoftHSM2 (installed here if needed) with a fresh token directory.
 pub fn from_env_or_setup() -> Result<SoftHsm, String> {
@@ -67,7 +40,8 @@ pub fn from_env_or_setup() -> Result<SoftHsm, String> {
         return Ok(SoftHsm { dir: None, env: Vec::new() });
     }
     if !Path::new(MODULE).exists() {
-        install()?;
+        eprintln!("xtask: {MODULE} not found");
+        crate::debian::install("softhsm2")?;
         if !Path::new(MODULE).exists() {
             return Err(format!(
                 "{MODULE} is still missing after installing softhsm2; install SoftHSM2 or set {MODULE_VAR} and {CONF_VAR}"

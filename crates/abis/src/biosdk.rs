@@ -10,15 +10,20 @@
 //! SDK a country already licensed for MOSIP (or an NBIS wrapper) plugs in unchanged.
 //!
 //! Wire format (BioSDK service spec 1.0, `POST {url}/extract-template`): body
-//! `{"version": "1.0", "request": base64url(JSON)}` where the JSON is
+//! `{"version": "1.0", "request": base64(JSON)}` where the JSON is
 //! `{"sample": BiometricRecord, "modalitiesToExtract": ["FINGER", …], "flags": {}}`; the answer
 //! is `{"version", "responsetime", "response": …, "errors": […]}` where `response` is the
 //! SDK's `Response` (`{"statusCode": 200, "statusMessage", "response": BiometricRecord}`) or,
 //! from some services, the `BiometricRecord` itself; both are accepted. A `BiometricRecord` is
 //! `{"segments": [BIR…]}` with each BIR as MOSIP's Java classes serialise it: `bdbInfo.type`
 //! (`["FINGER"]`), `bdbInfo.subtype` (`["Left", "IndexFinger"]`), `bdbInfo.format`
-//! (`{"organization", "type"}`), `bdbInfo.level`, `bdb`. Tessera sends `bdb` as base64url text
-//! and accepts it back as base64 / base64url text or as Gson's array of signed bytes.
+//! (`{"organization", "type"}`), `bdbInfo.level`, `bdb`. Tessera sends `request` and `bdb` as
+//! standard padded base64 (what the reference service's Java decoders read) and leaves out
+//! `creationDate` (the service expects Java's `LocalDateTime` object shape); it accepts `bdb`
+//! back as base64 / base64url text or as Gson's array of signed bytes. Only finger images are
+//! sent: Tessera's iris and face matchers need their own templates, which a vendor SDK does not
+//! produce, so sending those images would expose them for nothing. Checked against our own test
+//! double and MOSIP's published spec, not against a running biosdk-service.
 //!
 //! What comes back goes through the same parsers and limits as a CBEFF document's own
 //! templates (`TemplateSet::from_birs`): an SDK's malformed answer is refused, not trusted.
@@ -74,11 +79,14 @@ pub struct BioSdk {
 }
 
 impl BioSdk {
+    /// A service at an `https` URL, or also `http` when `allow_http` (inside a private network:
+    /// the images travel in clear).
+    ///
     /// # Errors
-    /// `Unreachable` when the URL is not http(s) or the client cannot be built.
-    pub fn new(url: &str) -> Result<Self, ExtractorError> {
+    /// `Unreachable` when the URL is not allowed or the client cannot be built.
+    pub fn new(url: &str, allow_http: bool) -> Result<Self, ExtractorError> {
         let parsed = reqwest::Url::parse(url).map_err(|_| ExtractorError::Unreachable("bad URL".into()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        if !(parsed.scheme() == "https" || (allow_http && parsed.scheme() == "http")) {
             return Err(ExtractorError::Unreachable("bad URL".into()));
         }
         let client = reqwest::Client::builder()
@@ -136,8 +144,10 @@ fn type_of(name: &str) -> Option<BioType> {
     }
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+/// MOSIP's biosdk-service decodes `request` with Java's standard decoder and `bdb` with
+/// Jackson's `byte[]` reader: both the standard alphabet, padded.
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The `extract-template` request for these image records.
@@ -152,7 +162,7 @@ pub fn request_body(images: &[Bir]) -> Value {
         "modalitiesToExtract": modalities,
         "flags": {},
     });
-    json!({ "version": "1.0", "request": b64url(inner.to_string().as_bytes()) })
+    json!({ "version": "1.0", "request": b64(inner.to_string().as_bytes()) })
 }
 
 fn segment(b: &Bir) -> Value {
@@ -164,13 +174,12 @@ fn segment(b: &Bir) -> Value {
         "birInfo": {"integrity": false},
         "bdbInfo": {
             "format": registry(&i.format),
-            "creationDate": i.creation_date,
             "type": i.bio_types.iter().map(type_name).collect::<Vec<_>>(),
             "subtype": i.subtypes,
             "level": "RAW",
             "purpose": "ENROLL",
         },
-        "bdb": b64url(&b.bdb),
+        "bdb": b64(&b.bdb),
     })
 }
 

@@ -228,6 +228,19 @@ impl Engine {
         }
     }
 
+    /// `remember`, except for an internal error (an extractor that is down): that is not the
+    /// request's answer, so a retry under the same request id runs again.
+    async fn remember_final(
+        &self,
+        request: &Request,
+        digest: &[u8],
+        response: Response,
+        reason: FailureReason,
+        now: UnixMillis,
+    ) -> Result<Response, AbisError> {
+        if reason == FailureReason::InternalError { Ok(response) } else { self.remember(request, digest, response, now).await }
+    }
+
     async fn insert_from_url(
         &self,
         request: &Request,
@@ -244,7 +257,7 @@ impl Engine {
             Ok(set) => set,
             Err(reason) => {
                 let r = Response::failure(request.operation.id(), &request.request_id, reason, now);
-                return self.remember(request, digest, r, now).await;
+                return self.remember_final(request, digest, r, reason, now).await;
             }
         };
         self.insert_templates(request, reference_id, &set, digest, now).await
@@ -343,7 +356,7 @@ impl Engine {
             let url = identify.reference_url.as_deref().unwrap_or("");
             match self.fetch_templates(url).await {
                 Ok(set) => (set, None),
-                Err(reason) => return self.remember(request, digest, fail(reason), now).await,
+                Err(reason) => return self.remember_final(request, digest, fail(reason), reason, now).await,
             }
         };
         let restrict: Option<HashSet<u64>> = match &identify.gallery {
@@ -378,9 +391,13 @@ impl Engine {
         target: u32,
         now: UnixMillis,
     ) -> Result<CandidateList, AbisError> {
-        let n = match &restrict {
-            Some(r) => r.len(),
-            None => usize::try_from(rows::count(self.repo.db()).await?).unwrap_or(0),
+        let n = match (&restrict, &self.searcher) {
+            (Some(r), _) => r.len(),
+            (None, Searcher::Local(g)) => {
+                g.sync().await?;
+                g.len()
+            }
+            (None, Searcher::Fanout(_)) => usize::try_from(rows::count(self.repo.db()).await?).unwrap_or(0),
         };
         let thresholds = Thresholds::new(n, target, self.cfg.review_decades);
         let params = SearchParams { k, min_evidence: thresholds.review, exclude, restrict };
@@ -392,7 +409,7 @@ impl Engine {
         // A reference deleted since the search is left out.
         let reference_of: HashMap<u64, String> =
             rows::reference_ids(self.repo.db(), &seqs).await?.into_iter().map(|(seq, r)| (seq_id(seq), r)).collect();
-        let decision = thresholds.decide(answer.hits.first().map(|h| h.evidence));
+        let decision = thresholds.decide(answer.hits.iter().find(|h| reference_of.contains_key(&h.id)).map(|h| h.evidence));
         let candidates: Vec<Candidate> = answer
             .hits
             .iter()
@@ -429,13 +446,13 @@ impl Engine {
         let db = self.repo.db();
         let (id, sealed) = self.repo.seal_new(shard::PROBE_KIND, &probe.to_bytes(), now).await?;
         let row = rows::SearchRow { id: id.clone(), shards, params: params.to_json().to_string(), probe: sealed };
-        let mut tx = db.begin().await?;
-        rows::insert_search(&mut tx, &row, now).await?;
-        for i in 0..shards {
-            let payload = json!({ "search_id": id, "shard": i });
-            jobs::enqueue_in(&mut tx, JobKind::AbisSearchShard, &rows::shard_lane(i), &payload, &rows::search_job_key(&id, i), now).await?;
+        if let Err(e) = queue_search(db, &row, now).await {
+            // No search row refers to the probe's key: destroy it now (housekeeping cannot).
+            if let Err(d) = self.repo.destroy_sealed(&id).await {
+                tracing::error!(code = d.code(), "a probe key outlived its failed search");
+            }
+            return Err(e.into());
         }
-        tx.commit().await?;
         let started = std::time::Instant::now();
         let mut pause = POLL_FIRST;
         let answers = loop {
@@ -511,11 +528,21 @@ impl Engine {
     }
 }
 
-/// A finger, iris or face image record (CBEFF formats `Mosip`/7, 8, 9 with its ISO header).
+/// A finger image record (CBEFF format `Mosip`/7): the only images an extractor is sent (iris
+/// and face need Tessera's own templates; their images stay here and are ignored).
 fn is_image(b: &cbeff::Bir) -> bool {
-    let image_format = b.bdb_info.format_type().is_some_and(|t| (7..=9).contains(&t));
-    let kind = b.bdb_info.bio_types.first();
-    image_format && matches!(kind, Some(cbeff::BioType::Finger | cbeff::BioType::Iris | cbeff::BioType::Face))
+    b.bdb_info.format_type() == Some(7) && b.bdb_info.bio_types.first() == Some(&cbeff::BioType::Finger)
+}
+
+/// The search row and one job per shard, in one transaction.
+async fn queue_search(db: &tessera_store::Db, row: &rows::SearchRow, now: UnixMillis) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    rows::insert_search(&mut tx, row, now).await?;
+    for i in 0..row.shards {
+        let payload = json!({ "search_id": row.id, "shard": i });
+        jobs::enqueue_in(&mut tx, JobKind::AbisSearchShard, &rows::shard_lane(i), &payload, &rows::search_job_key(&row.id, i), now).await?;
+    }
+    tx.commit().await
 }
 
 /// Removes searches older than `before` that their coordinator abandoned (it crashed or gave up

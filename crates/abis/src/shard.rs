@@ -5,7 +5,7 @@
 //! `i` (the single-process engine holds shard 0 of 1; a `--role worker --abis-shard i` process
 //! holds shard i) loads it from the sealed table at start and then follows the ABIS change log
 //! (`abis_changes`: every insert and delete, numbered in commit order, without gaps), before
-//! every search and between jobs, so an insert answered by any process is searched by every
+//! every search and once a second when idle, so an insert answered by any process is searched by every
 //! shard from then on. A follower that fell behind the pruned part of the log reloads its
 //! shard.
 //!
@@ -13,8 +13,9 @@
 //! of its own (`abis_searches`), queues one `AbisSearchShard` job per shard in the shard's lane,
 //! and merges the shards' top-k when all have answered (`abis_search_results`). Each shard
 //! answers with its best candidates above the review threshold the coordinator computed for
-//! the whole gallery, so the merged list is exactly what one process holding everything would
-//! have found.
+//! the whole gallery; a shard's index proposals include all of one whole gallery's proposals
+//! that fall in it, so the merged list holds at least what one process holding everything
+//! would have found.
 
 use crate::AbisError;
 use crate::engine::SEALED_KIND;

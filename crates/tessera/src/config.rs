@@ -136,6 +136,8 @@ pub struct AbisSettings {
     /// the images in fetched documents (finger, iris, face images: CBEFF formats 7, 8, 9).
     /// Absent: only templates are used, and an images-only document is refused.
     pub extractor_url: Option<String>,
+    /// Accept an `http://` extractor URL (inside a private network: the images travel in clear).
+    pub extractor_allow_http: bool,
 }
 
 /// MOSIP's ABIS queues on an ActiveMQ (or any STOMP 1.2) broker.
@@ -201,6 +203,7 @@ impl Default for AbisSettings {
             shard_timeout_ms: u64::try_from(d.shard_timeout.as_millis()).unwrap_or(u64::MAX),
             change_retention_days: 7,
             extractor_url: None,
+            extractor_allow_http: false,
         }
     }
 }
@@ -232,9 +235,9 @@ impl AbisSettings {
             problems.push("abis.shard_timeout_ms must be between 100 and 3600000".into());
         }
         if let Some(u) = &self.extractor_url
-            && tessera_abis::biosdk::BioSdk::new(u).is_err()
+            && tessera_abis::biosdk::BioSdk::new(u, self.extractor_allow_http).is_err()
         {
-            problems.push("abis.extractor_url must be an http(s) URL".into());
+            problems.push("abis.extractor_url must be an https URL (http only with abis.extractor_allow_http)".into());
         }
         if !(1..=3650).contains(&self.change_retention_days) {
             problems.push("abis.change_retention_days must be between 1 and 3650".into());

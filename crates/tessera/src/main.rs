@@ -559,7 +559,8 @@ async fn open_abis(cfg: &Config, repo: &tessera_idrepo::IdRepo) -> anyhow::Resul
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the ABIS gallery ({}): {e}", e.code()))?;
     if let Some(url) = &cfg.abis.extractor_url {
-        let sdk = tessera_abis::biosdk::BioSdk::new(url).map_err(|e| anyhow::anyhow!("abis.extractor_url: {e}"))?;
+        let sdk = tessera_abis::biosdk::BioSdk::new(url, cfg.abis.extractor_allow_http)
+            .map_err(|e| anyhow::anyhow!("abis.extractor_url: {e}"))?;
         engine = engine.with_extractor(std::sync::Arc::new(sdk));
         tracing::info!("ABIS extracts templates from images through the configured BioSDK service");
     }

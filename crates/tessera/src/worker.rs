@@ -38,7 +38,7 @@ pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>)
             }
         };
         match leased {
-            Some(job) => execute(&repo, &cfg, job, None).await,
+            Some(job) => execute(&repo, &cfg, job, cfg.worker.lease_ms, None).await,
             None => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
@@ -64,7 +64,7 @@ pub async fn run_shard(repo: IdRepo, cfg: Config, gallery: ShardGallery, mut shu
     tracing::info!(worker = %worker_id, "ABIS shard worker started");
     let mut last_sync = tokio::time::Instant::now();
     while !*shutdown.borrow() {
-        let leased = match jobs::lease_in(&db, &worker_id, &lane, cfg.worker.lease_ms, now_ms()).await {
+        let leased = match jobs::lease_in(&db, &worker_id, &lane, shard_lease_ms(&cfg), now_ms()).await {
             Ok(j) => j,
             Err(e) => {
                 tracing::error!(code = e.code(), error = %e, "cannot lease a shard job");
@@ -72,13 +72,19 @@ pub async fn run_shard(repo: IdRepo, cfg: Config, gallery: ShardGallery, mut shu
             }
         };
         if let Some(job) = leased {
-            execute(&repo, &cfg, job, Some(&gallery)).await;
+            execute(&repo, &cfg, job, shard_lease_ms(&cfg), Some(&gallery)).await;
             last_sync = tokio::time::Instant::now();
             continue;
         }
         if last_sync.elapsed() >= SHARD_SYNC_EVERY {
             if let Err(e) = gallery.sync().await {
                 tracing::error!(code = e.code(), error = %e, "the ABIS shard cannot catch up with the change log");
+            }
+            // A search whose worker died (kill -9) comes back to this lane when its lease
+            // expires; reaping here rather than only in the common worker's housekeeping lets a
+            // replacement answer it while the coordinator still waits.
+            if let Err(e) = jobs::reap_expired(&db, now_ms()).await {
+                tracing::error!(code = e.code(), error = %e, "cannot reap expired leases");
             }
             last_sync = tokio::time::Instant::now();
         }
@@ -90,8 +96,18 @@ pub async fn run_shard(repo: IdRepo, cfg: Config, gallery: ShardGallery, mut shu
     tracing::info!(worker = %worker_id, "ABIS shard worker stopped");
 }
 
-/// A fanned-out search older than this was abandoned by its coordinator.
-const ABANDONED_SEARCH_MS: i64 = 3600 * 1000;
+/// The lease of a shard search: a quarter of the coordinator's wait (at least 5 s; a search of a
+/// million-person shard takes about a second), so a search lost with its worker is leased again
+/// by the replacement while the coordinator still waits.
+fn shard_lease_ms(cfg: &Config) -> i64 {
+    i64::try_from(cfg.abis.shard_timeout_ms / 4).unwrap_or(i64::MAX).max(5000)
+}
+
+/// A fanned-out search older than this was abandoned by its coordinator: an hour, or twice the
+/// coordinator's wait if longer (the clocks of the hosts may differ a little).
+fn abandoned_search_ms(cfg: &Config) -> i64 {
+    i64::try_from(cfg.abis.shard_timeout_ms.saturating_mul(2)).unwrap_or(i64::MAX).max(3600 * 1000)
+}
 /// Answers to ABIS request ids are kept this long for retries.
 const ABIS_ANSWERS_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -121,18 +137,18 @@ async fn abis_housekeeping(repo: &IdRepo, cfg: &Config) {
     if let Err(e) = tessera_store::abis::prune_requests(repo.db(), now - ABIS_ANSWERS_KEPT_MS).await {
         tracing::error!(code = e.code(), error = %e, "cannot prune old ABIS answers");
     }
-    match tessera_abis::engine::sweep_searches(repo, now - ABANDONED_SEARCH_MS).await {
+    match tessera_abis::engine::sweep_searches(repo, now.saturating_sub(abandoned_search_ms(cfg))).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(searches = n, "removed abandoned ABIS searches"),
         Err(e) => tracing::error!(code = e.code(), error = %e, "cannot remove abandoned ABIS searches"),
     }
 }
 
-async fn execute(repo: &IdRepo, cfg: &Config, job: Leased, shard: Option<&ShardGallery>) {
+async fn execute(repo: &IdRepo, cfg: &Config, job: Leased, lease_ms: i64, shard: Option<&ShardGallery>) {
     let db = repo.db();
     let started = std::time::Instant::now();
     let kind = job.kind.as_str();
-    let lease = Duration::from_millis(u64::try_from(cfg.worker.lease_ms).unwrap_or(0));
+    let lease = Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0));
     // A job that outlives its lease is abandoned here rather than racing the worker that
     // takes it over.
     let outcome = match tokio::time::timeout(lease, handle(repo, cfg, &job, shard)).await {

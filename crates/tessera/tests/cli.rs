@@ -735,6 +735,8 @@ fn sharded_abis_across_processes() {
     // The searches really ran in the shard workers (the log of all three processes).
     let log = std::fs::read_to_string(d.join("server.log")).unwrap();
     assert!(log.contains("ABIS searches fan out to the shard workers"));
-    let shard_jobs = log.lines().filter(|l| l.contains("job done") && l.contains("abis_search_shard")).count();
+    // A job may also end after the coordinator removed it ("lease was lost").
+    let shard_jobs =
+        log.lines().filter(|l| l.contains("abis_search_shard") && (l.contains("job done") || l.contains("lease was lost"))).count();
     assert!(shard_jobs >= 2 * 35, "{shard_jobs} shard jobs done");
 }
