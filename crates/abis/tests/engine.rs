@@ -87,14 +87,18 @@ impl Fixture {
         tokio::spawn(async move {
             let lane = tessera_store::abis::shard_lane(shard);
             while !*stop.borrow() {
-                match jobs::lease_in(repo.db(), "test", &lane, 60_000, NOW).await.unwrap() {
+                match jobs::lease_in(repo.db(), "test", &lane, 60_000, tessera_store::now_ms()).await.unwrap() {
                     Some(job) => {
                         assert_eq!(job.kind, JobKind::AbisSearchShard);
                         g.serve_job(&job.payload, NOW).await.unwrap();
                         // False when the coordinator removed the finished search's jobs first.
                         jobs::complete(repo.db(), &job, NOW).await.unwrap();
                     }
-                    None => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                    None => {
+                        // As the shard loop does: a search whose worker died comes back.
+                        jobs::reap_expired(repo.db(), tessera_store::now_ms()).await.unwrap();
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
                 }
             }
         })
@@ -456,6 +460,35 @@ async fn missing_shard_times_out(url: &str) {
     w1.await.unwrap();
 }
 
+/// A shard worker dies holding a search (its lease runs out, it never answers): the replacement
+/// takes the search over while the coordinator still waits, and the answer is complete.
+async fn search_taken_over_after_its_worker_dies(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let people: Vec<Person> = (0..10).map(|_| Person::random(&mut rng)).collect();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let w0 = f.shard_worker(0, 2, stop_rx.clone()).await;
+    let cfg = AbisConfig { threads: 1, shards: 2, shard_timeout: std::time::Duration::from_secs(30), ..AbisConfig::default() };
+    let coordinator = Arc::new(f.engine_with(cfg).await);
+    enrol(&f, &coordinator, &people, &mut rng).await;
+    let c = Arc::clone(&coordinator);
+    let search = tokio::spawn(async move { json_of(&c.handle(&identify("d-idf", Some("ref-again"), None), NOW).await) });
+    // The doomed worker leases shard 1's job for 300 ms and is never heard of again.
+    let lane = tessera_store::abis::shard_lane(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while jobs::lease_in(f.repo.db(), "doomed", &lane, 300, tessera_store::now_ms()).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the search never reached shard 1");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let w1 = f.shard_worker(1, 2, stop_rx).await;
+    let r = search.await.unwrap();
+    assert_eq!(matches(&r), vec!["ref-7".to_owned()], "{r}");
+    assert_eq!(r["candidateList"]["analytics"]["gallerySize"], 11);
+    stop.send(true).unwrap();
+    w0.await.unwrap();
+    w1.await.unwrap();
+}
+
 /// A holder that fell behind the pruned part of the change log reloads its shard.
 async fn pruned_change_log_reloads(url: &str) {
     let f = fixture(url).await;
@@ -651,5 +684,6 @@ storage_tests!(
     processes_follow_each_other,
     sharded_search_equals_one_gallery,
     missing_shard_times_out,
+    search_taken_over_after_its_worker_dies,
     pruned_change_log_reloads
 );
