@@ -13,7 +13,7 @@
 
 use crate::biosdk::Extract;
 use crate::mosip::{self, Body, Candidate, CandidateList, FailureReason, ModalityScore, Operation, Request, Response};
-use crate::shard::{self, SearchParams, ShardAnswer, ShardGallery};
+use crate::shard::{self, SearchParams, ShardAnswer, ShardGallery, seq_id};
 use crate::{AbisError, Fetch, FetchError};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
@@ -101,10 +101,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn seq_id(seq: i64) -> u64 {
-    u64::try_from(seq).unwrap_or(0)
 }
 
 impl Engine {
@@ -391,12 +387,13 @@ impl Engine {
         target: u32,
         now: UnixMillis,
     ) -> Result<CandidateList, AbisError> {
+        // Caught up once: the size below and the search see the same gallery.
+        if let Searcher::Local(g) = &self.searcher {
+            g.sync().await?;
+        }
         let n = match (&restrict, &self.searcher) {
             (Some(r), _) => r.len(),
-            (None, Searcher::Local(g)) => {
-                g.sync().await?;
-                g.len()
-            }
+            (None, Searcher::Local(g)) => g.len(),
             (None, Searcher::Fanout(_)) => usize::try_from(rows::count(self.repo.db()).await?).unwrap_or(0),
         };
         let thresholds = Thresholds::new(n, target, self.cfg.review_decades);

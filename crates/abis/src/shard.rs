@@ -155,7 +155,8 @@ pub struct ShardGallery {
     synced: tokio::sync::Mutex<i64>,
 }
 
-fn seq_id(seq: i64) -> u64 {
+/// A reference row's `seq` as the in-memory gallery's id.
+pub(crate) fn seq_id(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
@@ -289,13 +290,12 @@ impl ShardGallery {
         Ok(read)
     }
 
-    /// Searches the shard (after catching up with the change log), using every configured core
-    /// off the async threads.
+    /// Searches the shard as it is now, using every configured core off the async threads;
+    /// callers `sync` first (the engine does once per request, also to size its thresholds).
     ///
     /// # Errors
-    /// Storage errors while catching up.
+    /// `Poisoned` when the gallery lock or the search thread panicked.
     pub async fn search(&self, probe: TemplateSet, params: SearchParams) -> Result<ShardAnswer, AbisError> {
-        self.sync().await?;
         let gallery = Arc::clone(&self.gallery);
         let threads = self.threads;
         tokio::task::spawn_blocking(move || {
@@ -341,7 +341,9 @@ impl ShardGallery {
         };
         let probe = TemplateSet::from_bytes(&plain).map_err(|_| AbisError::Corrupt("a stored probe does not parse"))?;
         let params: Value = serde_json::from_str(&row.params).map_err(|_| AbisError::Corrupt("stored search parameters do not parse"))?;
-        let answer = self.search(probe, SearchParams::from_json(&params)?).await?;
+        let params = SearchParams::from_json(&params)?;
+        self.sync().await?;
+        let answer = self.search(probe, params).await?;
         rows::put_search_result(db, search_id, self.shard, &answer.to_json().to_string(), now).await?;
         Ok(())
     }
