@@ -342,12 +342,10 @@ impl Engine {
             let Some(row) = rows::reference(self.repo.db(), reference_id).await? else {
                 return self.remember(request, digest, fail(FailureReason::ReferenceIdNotFound), now).await;
             };
-            let opened = self.repo.open_many(SEALED_KIND, &[(row.id.as_str(), row.templates.as_slice())]).await?;
-            let Some(Some(plain)) = opened.into_iter().next() else {
+            let Some((id, set)) = shard::open_references(&self.repo, std::slice::from_ref(&row)).await?.pop() else {
                 return self.remember(request, digest, fail(FailureReason::ReferenceIdNotFound), now).await;
             };
-            let set = TemplateSet::from_bytes(&plain).map_err(|_| AbisError::Corrupt("a stored template set does not parse"))?;
-            (set, Some(seq_id(row.seq)))
+            (set, Some(id))
         } else {
             let url = identify.reference_url.as_deref().unwrap_or("");
             match self.fetch_templates(url).await {

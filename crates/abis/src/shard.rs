@@ -143,6 +143,23 @@ pub fn merge(answers: Vec<ShardAnswer>, k: usize) -> ShardAnswer {
     ShardAnswer { searched, hits }
 }
 
+/// Opens and parses references' template sets, as `(gallery id, templates)`; a reference whose
+/// key was destroyed meanwhile (it is being deleted) is left out.
+///
+/// # Errors
+/// Vault or keystore errors; `Corrupt` for a set that opens but does not parse.
+pub(crate) async fn open_references(repo: &IdRepo, page: &[rows::ReferenceRow]) -> Result<Vec<(u64, TemplateSet)>, AbisError> {
+    let items: Vec<(&str, &[u8])> = page.iter().map(|r| (r.id.as_str(), r.templates.as_slice())).collect();
+    let opened = repo.open_many(SEALED_KIND, &items).await?;
+    let mut out = Vec::with_capacity(page.len());
+    for (row, plain) in page.iter().zip(opened) {
+        let Some(plain) = plain else { continue };
+        let set = TemplateSet::from_bytes(&plain).map_err(|_| AbisError::Corrupt("a stored template set does not parse"))?;
+        out.push((seq_id(row.seq), set));
+    }
+    Ok(out)
+}
+
 /// One shard of the gallery, in memory.
 #[derive(Debug)]
 pub struct ShardGallery {
@@ -220,7 +237,7 @@ impl ShardGallery {
             let page = rows::page(db, self.shard, self.shards, after, LOAD_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for (id, set) in self.open_rows(&page).await? {
+            for (id, set) in open_references(&self.repo, &page).await? {
                 gallery.insert(id, &set);
             }
             progress(gallery.len());
@@ -228,20 +245,6 @@ impl ShardGallery {
         *self.gallery.write().map_err(|_| AbisError::Poisoned)? = gallery;
         *synced = head;
         Ok(())
-    }
-
-    /// Opens and parses rows' template sets.
-    async fn open_rows(&self, page: &[rows::ReferenceRow]) -> Result<Vec<(u64, TemplateSet)>, AbisError> {
-        let items: Vec<(&str, &[u8])> = page.iter().map(|r| (r.id.as_str(), r.templates.as_slice())).collect();
-        let opened = self.repo.open_many(SEALED_KIND, &items).await?;
-        let mut out = Vec::with_capacity(page.len());
-        for (row, plain) in page.iter().zip(opened) {
-            // A key destroyed meanwhile: the reference is being deleted.
-            let Some(plain) = plain else { continue };
-            let set = TemplateSet::from_bytes(&plain).map_err(|_| AbisError::Corrupt("a stored template set does not parse"))?;
-            out.push((seq_id(row.seq), set));
-        }
-        Ok(out)
     }
 
     /// Applies every committed change not applied yet. Returns how many changes were read.
@@ -275,7 +278,7 @@ impl ShardGallery {
             inserted.retain(|s| !deleted.contains(s));
             // Rows gone by now were deleted by a later change, applied in a later round.
             let rows = rows::references_by_seq(self.repo.db(), &inserted).await?;
-            let fresh = self.open_rows(&rows).await?;
+            let fresh = open_references(&self.repo, &rows).await?;
             {
                 let mut g = self.gallery.write().map_err(|_| AbisError::Poisoned)?;
                 for seq in &deleted {
