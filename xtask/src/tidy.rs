@@ -13,14 +13,16 @@ const LAYERS: &[(&str, u32)] = &[
     ("tessera-crypto", 1),
     ("tessera-store", 2),
     ("tessera-biometrics", 3),
+    ("tessera-demographics", 3),
     ("tessera-idrepo", 4),
     ("tessera-abis", 5),
-    ("tessera-registration", 5),
+    // Above the ABIS: the pipeline de-duplicates through it.
+    ("tessera-registration", 6),
     ("tessera-auth", 5),
     ("tessera-credentials", 5),
     ("tessera-oidc", 5),
-    ("tessera-api", 6),
-    ("tessera", 7),
+    ("tessera-api", 7),
+    ("tessera", 8),
 ];
 
 /// Third-party crates that only one Tessera crate may use directly: (dependency, sole owner, why).

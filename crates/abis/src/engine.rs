@@ -194,6 +194,82 @@ impl Engine {
         result.unwrap_or_else(|e| self.internal(&request, &e, now))
     }
 
+    /// Inserts a template set the caller already holds (Tessera's own registration pipeline,
+    /// which has no datashare to fetch from) as request `request_id`: durable and idempotent like
+    /// a MOSIP Insert (a retried request id gets the stored answer).
+    pub async fn insert_set(&self, request_id: &str, reference_id: &str, set: &TemplateSet, now: UnixMillis) -> Response {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(&self.in_flight);
+        let request = Request {
+            operation: Operation::Insert,
+            request_id: request_id.to_owned(),
+            request_time: String::new(),
+            body: Body::Insert { reference_id: reference_id.to_owned(), reference_url: String::new() },
+        };
+        let bytes = set.to_bytes();
+        let digest = tessera_crypto::digest::sha256(&[b"tessera-insert-set\0", reference_id.as_bytes(), b"\0", &bytes]).to_vec();
+        let result = async {
+            if let Some(previous) = self.answered(&request, &digest, now).await? {
+                return Ok(previous);
+            }
+            if rows::reference(self.repo.db(), reference_id).await?.is_some() {
+                let r = Response::failure(request.operation.id(), &request.request_id, FailureReason::ReferenceIdExists, now);
+                return self.remember(&request, &digest, r, now).await;
+            }
+            self.insert_templates(&request, reference_id, set, &digest, now).await
+        }
+        .await;
+        result.unwrap_or_else(|e| self.internal(&request, &e, now))
+    }
+
+    /// Identifies an inserted reference against the rest of the gallery as request `request_id`
+    /// (idempotent: a retried request id gets the answer first given).
+    pub async fn identify_reference(&self, request_id: &str, reference_id: &str, now: UnixMillis) -> Response {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(&self.in_flight);
+        let identify = mosip::Identify {
+            reference_id: Some(reference_id.to_owned()),
+            reference_url: None,
+            max_results: None,
+            target_fpir: None,
+            gallery: None,
+        };
+        let request = Request {
+            operation: Operation::Identify,
+            request_id: request_id.to_owned(),
+            request_time: String::new(),
+            body: Body::Identify(identify.clone()),
+        };
+        let digest = tessera_crypto::digest::sha256(&[b"tessera-identify-reference\0", reference_id.as_bytes()]).to_vec();
+        let result = async {
+            if let Some(previous) = self.answered(&request, &digest, now).await? {
+                return Ok(previous);
+            }
+            self.identify(&request, &identify, &digest, now).await
+        }
+        .await;
+        result.unwrap_or_else(|e| self.internal(&request, &e, now))
+    }
+
+    /// Deletes a reference as request `request_id` (idempotent).
+    pub async fn delete_reference(&self, request_id: &str, reference_id: &str, now: UnixMillis) -> Response {
+        let request = Request {
+            operation: Operation::Delete,
+            request_id: request_id.to_owned(),
+            request_time: String::new(),
+            body: Body::Delete { reference_id: reference_id.to_owned() },
+        };
+        let digest = tessera_crypto::digest::sha256(&[b"tessera-delete-reference\0", reference_id.as_bytes()]).to_vec();
+        let result = async {
+            if let Some(previous) = self.answered(&request, &digest, now).await? {
+                return Ok(previous);
+            }
+            self.delete(&request, reference_id, &digest, now).await
+        }
+        .await;
+        result.unwrap_or_else(|e| self.internal(&request, &e, now))
+    }
+
     fn internal(&self, request: &Request, e: &AbisError, now: UnixMillis) -> Response {
         tracing::error!(operation = request.operation.id(), code = e.code(), error = %e, "ABIS request failed");
         Response::failure(request.operation.id(), &request.request_id, FailureReason::InternalError, now)

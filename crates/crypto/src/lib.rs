@@ -8,6 +8,7 @@
 mod aead;
 pub mod digest;
 pub mod hybrid;
+pub mod machine;
 pub mod master;
 pub mod pkcs11;
 pub mod software;
@@ -16,6 +17,7 @@ pub mod x509;
 
 pub use aead::DataKey;
 pub use hybrid::{hybrid_encrypt, hybrid_encrypt_to};
+pub use machine::{MachineKey, verify_machine_signature};
 pub use master::MasterKey;
 pub use pkcs11::{Pkcs11Config, Pkcs11Keystore};
 pub use software::SoftwareKeystore;
@@ -42,11 +44,22 @@ pub enum Purpose {
     /// the ABIS datashare behind `referenceURL`. Its certificate is what an operator registers
     /// with MOSIP's partner management.
     Datashare,
+    /// RSA-2048 that opens registration packets: registration clients encrypt each packet to
+    /// this key's certificate with the same hybrid scheme (`hybrid`, VER_R2), which is MOSIP's
+    /// packet envelope too.
+    Registration,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 6] =
-        [Purpose::Identity, Purpose::Lookup, Purpose::PartnerToken, Purpose::Signing, Purpose::Audit, Purpose::Datashare];
+    pub const ALL: [Purpose; 7] = [
+        Purpose::Identity,
+        Purpose::Lookup,
+        Purpose::PartnerToken,
+        Purpose::Signing,
+        Purpose::Audit,
+        Purpose::Datashare,
+        Purpose::Registration,
+    ];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -57,6 +70,7 @@ impl Purpose {
             Purpose::Signing => "signing",
             Purpose::Audit => "audit",
             Purpose::Datashare => "datashare",
+            Purpose::Registration => "registration",
         }
     }
 
@@ -69,7 +83,7 @@ impl Purpose {
     /// Whether keystores made by an earlier release may lack this purpose; opening one adds
     /// version 1 of it. Any other purpose missing means a damaged keystore, never a new key.
     pub(crate) fn added_later(self) -> bool {
-        matches!(self, Purpose::Datashare)
+        matches!(self, Purpose::Datashare | Purpose::Registration)
     }
 
     fn kind(self) -> KeyKind {
@@ -77,7 +91,7 @@ impl Purpose {
             Purpose::Identity => KeyKind::Aes256,
             Purpose::Lookup | Purpose::PartnerToken => KeyKind::Hmac,
             Purpose::Signing | Purpose::Audit => KeyKind::Ed25519,
-            Purpose::Datashare => KeyKind::Rsa2048,
+            Purpose::Datashare | Purpose::Registration => KeyKind::Rsa2048,
         }
     }
 }

@@ -362,20 +362,20 @@ fn load(path: &Path, master: &MasterKey) -> Result<State, CryptoError> {
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io(&e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(&e))
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CryptoError> {
     std::fs::create_dir_all(dir).map_err(|e| io(&e))
 }
 
 /// Writes `bytes` to a 0600 temporary file beside `path`, syncs it, renames it over `path` and
 /// syncs the directory: a crash leaves the old file or the new one, never a torn one.
-fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
+pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), CryptoError> {
     use std::io::Write;
     let tmp = path.with_extension("json.tmp");
     let mut opts = std::fs::OpenOptions::new();
@@ -572,8 +572,8 @@ mod tests {
         reopened.verify(sid1, b"checkpoint", &sig1).unwrap();
         assert_eq!(reopened.verify(sid1, b"checkpoinT", &sig1).unwrap_err(), CryptoError::BadSignature);
         let listed = reopened.list();
-        assert_eq!(listed.len(), 12);
-        assert_eq!(listed.iter().filter(|k| k.current).count(), 6);
+        assert_eq!(listed.len(), 2 * Purpose::ALL.len());
+        assert_eq!(listed.iter().filter(|k| k.current).count(), Purpose::ALL.len());
     }
 
     /// Rewrites the keystore file without the keys of `purpose`, as a release before that

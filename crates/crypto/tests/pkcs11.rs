@@ -142,7 +142,7 @@ fn find(s: &Session, label: &str, class: ObjectClass) -> ObjectHandle {
 fn create_makes_version_1_of_every_purpose_and_is_idempotent() {
     let (cfg, ks) = fresh_keystore("create");
     let listed = ks.list();
-    assert_eq!(listed.len(), 6);
+    assert_eq!(listed.len(), Purpose::ALL.len());
     for (k, p) in listed.iter().zip(Purpose::ALL) {
         assert_eq!((k.id, k.created_at_ms, k.current), (KeyId { purpose: p, version: 1 }, 1, true));
     }
@@ -273,8 +273,8 @@ fn rotation_keeps_old_versions_and_other_keystores_see_it() {
     assert_eq!(sid2.version, 2);
     ks.verify(sid2, b"checkpoint", &sig2).unwrap();
     let listed = reopened.list();
-    assert_eq!(listed.len(), 12);
-    assert_eq!(listed.iter().filter(|k| k.current).count(), 6);
+    assert_eq!(listed.len(), 2 * Purpose::ALL.len());
+    assert_eq!(listed.iter().filter(|k| k.current).count(), Purpose::ALL.len());
     assert!(listed.iter().all(|k| k.created_at_ms == i64::from(k.id.version)), "{listed:?}");
     assert!(listed.windows(2).all(|w| w[0].id < w[1].id), "oldest first per purpose");
 
@@ -578,7 +578,7 @@ fn concurrent_use_from_many_threads() {
             });
         }
     });
-    assert_eq!(ks.list().len(), 6 + 4);
+    assert_eq!(ks.list().len(), Purpose::ALL.len() + 4);
 }
 
 /// Not an assertion: prints rough throughput through the module (`cargo test -- --nocapture`).

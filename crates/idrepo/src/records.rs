@@ -20,7 +20,7 @@ use tessera_crypto::{DataKey, KeyId, Purpose, WrappedKey, tokens::lookup_digest}
 use tessera_store::identities::{self, IdentityRow, LookupRow, NewIdentity, VersionRow};
 use tessera_store::jobs::{self, JobKind};
 use tessera_store::vault::VaultEntry;
-use tessera_store::{BlobKey, StoreError, UnixMillis, uin_pool};
+use tessera_store::{BlobKey, StoreError, Tx, UnixMillis, uin_pool};
 
 pub(crate) const RECORD_FORMAT: &str = "tessera-record-1";
 pub(crate) const KIND_UIN: &str = "uin";
@@ -281,7 +281,23 @@ impl IdRepo {
     /// `Invalid` (schema), `BadRequest`, `DuplicateExternalRef`, `uin_pool_empty`, storage and
     /// crypto errors.
     pub async fn create(&self, actor: &Actor, new: NewRecord, now: UnixMillis) -> Result<Created> {
-        let result = self.create_inner(actor, new, now).await;
+        self.create_with(actor, new, now, async |_, _| Ok(())).await
+    }
+
+    /// `create`, with `also` writing more rows in the same transaction as the identity (the
+    /// registration pipeline marks its packet issued there, so the two commit together or not
+    /// at all). An error from `also` rolls the creation back; the UIN stays unissued.
+    ///
+    /// # Errors
+    /// As `create`, and whatever `also` returns.
+    pub async fn create_with(
+        &self,
+        actor: &Actor,
+        new: NewRecord,
+        now: UnixMillis,
+        also: impl AsyncFnOnce(&mut Tx, &Created) -> Result<()>,
+    ) -> Result<Created> {
+        let result = self.create_inner(actor, new, now, also).await;
         // Successful creates are audited in their own transaction; refused ones here.
         if result.is_err() {
             self.audit_outcome(actor, "identity.create", "", &result, now).await?;
@@ -289,7 +305,13 @@ impl IdRepo {
         result
     }
 
-    async fn create_inner(&self, actor: &Actor, new: NewRecord, now: UnixMillis) -> Result<Created> {
+    async fn create_inner(
+        &self,
+        actor: &Actor,
+        new: NewRecord,
+        now: UnixMillis,
+        also: impl AsyncFnOnce(&mut Tx, &Created) -> Result<()>,
+    ) -> Result<Created> {
         check_reason(&new.reason)?;
         if let Some(r) = &new.external_ref {
             check_external_ref(r)?;
@@ -326,8 +348,38 @@ impl IdRepo {
         })?;
         uin_pool::mark_issued(&mut tx, &uin, now).await?;
         audit::append(&mut tx, &*self.inner.ks, &[event(actor, "identity.create", &id, "ok")], now).await?;
+        let created = Created { uin, id, version: 1 };
+        also(&mut tx, &created).await?;
         tx.commit().await?;
-        Ok(Created { uin, id, version: 1 })
+        Ok(created)
+    }
+
+    /// The UIN of the identity with record id `id` (the registration pipeline keeps record ids,
+    /// never UINs, and shows the number to the operator once it is issued). Not audited: the
+    /// caller audits the read it serves.
+    ///
+    /// # Errors
+    /// `NotFound`, `Gone` (erased), storage and crypto errors.
+    pub async fn uin_of(&self, id: &str) -> Result<Uin> {
+        let row = identities::get(&self.inner.db, id).await?.ok_or(RepoError::NotFound)?;
+        if row.erased {
+            return Err(RepoError::Gone);
+        }
+        let (_, _, sealed) = self.open_current(&row).await?;
+        Uin::parse(&sealed.uin).map_err(|_| RepoError::Corrupt("sealed record holds an invalid UIN"))
+    }
+
+    /// The current record (fields only) of the identity with record id `id`. Not audited: for
+    /// callers that audit the use they make of it (de-duplication, adjudication).
+    ///
+    /// # Errors
+    /// `NotFound`, `Gone`, storage and crypto errors.
+    pub async fn record_of(&self, id: &str) -> Result<Map<String, Value>> {
+        let row = identities::get(&self.inner.db, id).await?.ok_or(RepoError::NotFound)?;
+        if row.erased {
+            return Err(RepoError::Gone);
+        }
+        Ok(self.open_current(&row).await?.2.record)
     }
 
     /// Reads the current version. Audited, whatever the outcome.

@@ -33,6 +33,9 @@ pub enum JobKind {
     /// Destroy a deleted ABIS reference's (or a finished search probe's) data key in the vault.
     /// Payload: `{"identity_id": "…"}` (the vault's key id).
     AbisDestroyKey,
+    /// Run one stage of the registration pipeline on a packet. Payload: `{"rid": "…", "stage":
+    /// "…"}`; each stage commits its result with the job of the next stage.
+    PacketStage,
 }
 
 impl JobKind {
@@ -43,6 +46,7 @@ impl JobKind {
         JobKind::DestroyDataKey,
         JobKind::AbisSearchShard,
         JobKind::AbisDestroyKey,
+        JobKind::PacketStage,
     ];
 
     #[must_use]
@@ -54,6 +58,7 @@ impl JobKind {
             JobKind::DestroyDataKey => "destroy_data_key",
             JobKind::AbisSearchShard => "abis_search_shard",
             JobKind::AbisDestroyKey => "abis_destroy_key",
+            JobKind::PacketStage => "packet_stage",
         }
     }
 
@@ -73,6 +78,10 @@ impl JobKind {
             // A search someone is waiting for: retry a few times, then the coordinator reports
             // the failure instead of waiting on.
             JobKind::AbisSearchShard => 3,
+            // A stage that keeps failing (storage down, a shard missing) is retried for about
+            // half an hour of backoff, then waits dead-lettered for an operator to redrive it;
+            // a packet's own faults are final outcomes, not failures.
+            JobKind::PacketStage => 12,
         }
     }
 }

@@ -27,6 +27,7 @@ tessera_testkit::storage_tests!(
     jobs_unknown_kind_is_dead_lettered,
     abis_change_log_is_gapless_under_concurrent_writers,
     jobs_lanes_are_leased_only_by_their_workers,
+    registration_rows_round_trip_and_refuse_conflicts,
 );
 
 const T0: i64 = 1_750_000_000_000;
@@ -426,4 +427,88 @@ async fn jobs_lanes_are_leased_only_by_their_workers(url: &str) {
             .await
             .is_err()
     );
+}
+
+async fn registration_rows_round_trip_and_refuse_conflicts(url: &str) {
+    use tessera_store::registration as reg;
+    let db = open(url).await;
+    reg::insert_centre(&db, "10001", "Centre One", T0).await.unwrap();
+    assert!(matches!(reg::insert_centre(&db, "10001", "Again", T0).await, Err(StoreError::Conflict)));
+    assert!(matches!(reg::insert_centre(&db, "10002", "", T0).await, Err(StoreError::Invalid(_))));
+    reg::insert_machine(&db, "20001", "10001", &[7u8; 32], T0).await.unwrap();
+    assert!(matches!(reg::insert_machine(&db, "20001", "10001", &[8u8; 32], T0).await, Err(StoreError::Conflict)));
+    assert!(reg::insert_machine(&db, "20002", "99999", &[8u8; 32], T0).await.is_err(), "unknown centre");
+    assert!(reg::set_machine_status(&db, "20001", "revoked", T0 + 1).await.unwrap());
+    assert_eq!(reg::machine(&db, "20001").await.unwrap().unwrap().status, "revoked");
+    assert!(reg::set_machine_status(&db, "20001", "sleeping", T0 + 1).await.is_err(), "CHECK");
+    reg::assign_staff(&db, "10001", "officer-1", "operator", T0).await.unwrap();
+    reg::assign_staff(&db, "10001", "officer-1", "operator", T0).await.unwrap();
+    assert!(reg::is_staff(&db, "10001", "officer-1", "operator").await.unwrap());
+    assert!(!reg::is_staff(&db, "10001", "officer-1", "supervisor").await.unwrap());
+    assert_eq!(reg::staff(&db, "10001").await.unwrap().len(), 1);
+
+    let p = reg::NewPacket {
+        rid: "10001200010000120261207091000".into(),
+        digest: vec![1; 32],
+        blob: "packets/x".into(),
+        centre_id: "10001".into(),
+        machine_id: "20001".into(),
+        uploaded_by: "token:t".into(),
+        stage: "validate".into(),
+    };
+    let mut tx = db.begin().await.unwrap();
+    let seq = reg::insert_packet(&mut tx, &p, T0).await.unwrap();
+    reg::add_event(&mut tx, &p.rid, "upload", "accepted", None, None, T0).await.unwrap();
+    reg::add_event(&mut tx, &p.rid, "validate", "rejected", Some("schema_invalid"), Some("/fullName:required"), T0 + 5).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(reg::insert_packet(&mut tx, &p, T0).await, Err(StoreError::Conflict)));
+    drop(tx);
+    let mut tx = db.begin().await.unwrap();
+    let u =
+        reg::PacketUpdate { status: Some("rejected"), reason_code: Some(Some("schema_invalid")), flow: Some("new"), ..Default::default() };
+    reg::update_packet(&mut tx, &p.rid, &u, T0 + 5).await.unwrap();
+    assert!(reg::update_packet(&mut tx, "nope", &u, T0).await.is_err());
+    tx.commit().await.unwrap();
+    let row = reg::packet(&db, &p.rid).await.unwrap().unwrap();
+    assert_eq!(
+        (row.seq, row.status.as_str(), row.reason_code.as_deref(), row.flow.as_deref()),
+        (seq, "rejected", Some("schema_invalid"), Some("new"))
+    );
+    let ev = reg::events(&db, &p.rid).await.unwrap();
+    assert_eq!(ev.iter().map(|e| e.n).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(ev[1].code.as_deref(), Some("schema_invalid"));
+    assert_eq!(reg::packets_by_rid(&db, &[p.rid.clone(), "missing".into()]).await.unwrap().len(), 1);
+    assert_eq!(reg::list_packets(&db, Some("rejected"), 0, 10).await.unwrap().len(), 1);
+    assert!(reg::list_packets(&db, Some("issued"), 0, 10).await.unwrap().is_empty());
+
+    // Candidates are replaced, not duplicated, when a stage runs again.
+    let c =
+        reg::CandidateRow { candidate_rid: "r2".into(), source: "bio".into(), score: 12.5, decision: "match".into(), detail: "{}".into() };
+    for _ in 0..2 {
+        let mut tx = db.begin().await.unwrap();
+        reg::put_candidates(&mut tx, &p.rid, "bio", std::slice::from_ref(&c)).await.unwrap();
+        reg::put_demo_keys(&mut tx, &p.rid, &[vec![1; 32], vec![2; 32]]).await.unwrap();
+        reg::put_demo_keys(&mut tx, "r2", &[vec![2; 32]]).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(reg::candidates(&db, &p.rid).await.unwrap(), vec![c]);
+    let found = reg::find_demo_keys(&db, &[vec![1; 32], vec![2; 32]], 10).await.unwrap();
+    assert_eq!(found, vec![(p.rid.clone(), 2), ("r2".to_owned(), 1)]);
+    let mut tx = db.begin().await.unwrap();
+    reg::delete_demo_keys(&mut tx, "r2").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(reg::find_demo_keys(&db, &[vec![2; 32]], 10).await.unwrap().len(), 1);
+
+    // A case is opened once and decided once.
+    let mut tx = db.begin().await.unwrap();
+    let id = reg::open_adjudication(&mut tx, "case-1", &p.rid, T0).await.unwrap();
+    assert_eq!(reg::open_adjudication(&mut tx, "case-2", &p.rid, T0).await.unwrap(), id);
+    assert!(reg::decide_adjudication(&mut tx, &id, "not_duplicate", None, b"sealed", "token:a", T0 + 9).await.unwrap());
+    assert!(!reg::decide_adjudication(&mut tx, &id, "duplicate", Some("r2"), b"sealed", "token:b", T0 + 9).await.unwrap());
+    tx.commit().await.unwrap();
+    let case = reg::adjudication(&db, &id).await.unwrap().unwrap();
+    assert_eq!((case.state.as_str(), case.decision.as_deref()), ("decided", Some("not_duplicate")));
+    assert_eq!(reg::adjudications(&db, Some("open"), 10).await.unwrap().len(), 0);
+    assert_eq!(reg::adjudication_of(&db, &p.rid).await.unwrap().unwrap().id, id);
 }
