@@ -133,6 +133,12 @@ impl IdRepo {
         &self.inner.vault
     }
 
+    /// The blob store attachments live in (registration keeps its packets there too).
+    #[must_use]
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
     #[must_use]
     pub fn keystore(&self) -> &Arc<dyn Keystore> {
         &self.inner.ks

@@ -3,3 +3,86 @@
 //! issues; adjudication of doubtful cases.
 
 pub mod packet;
+pub mod pipeline;
+
+pub use packet::{Flow, PacketError};
+pub use pipeline::{Registration, StageRun};
+
+use tessera_crypto::CryptoError;
+use tessera_idrepo::RepoError;
+use tessera_store::{BlobError, StoreError};
+
+/// Registration settings (`[registration]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegConfig {
+    /// Largest packet file accepted.
+    pub packet_bytes_max: usize,
+    /// A `child` registration is for a person younger than this many years.
+    pub child_age_years: i32,
+    /// Lowest CBEFF quality score (0–100) a captured biometric may have.
+    pub quality_min: u8,
+    /// Whether every packet must name a supervisor assigned to its centre.
+    pub require_supervisor: bool,
+}
+
+impl Default for RegConfig {
+    fn default() -> Self {
+        RegConfig { packet_bytes_max: packet::PACKET_BYTES_DEFAULT, child_age_years: 5, quality_min: 30, require_supervisor: false }
+    }
+}
+
+/// Errors of registration. None carries personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum RegError {
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    #[error("the packet's machine is not registered")]
+    MachineUnknown,
+    #[error("the packet's machine has been revoked")]
+    MachineRevoked,
+    #[error("the packet's machine belongs to another centre than its RID names")]
+    MachineCentre,
+    #[error("the packet's centre is not active")]
+    CentreInactive,
+    #[error("a different packet was uploaded under this RID")]
+    PacketConflict,
+    #[error("no packet with this RID")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The ABIS could not answer now (a shard missing, an internal error): retried.
+    #[error("the ABIS failed: reason {0}")]
+    Abis(String),
+}
+
+impl RegError {
+    /// Stable machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegError::Packet(e) => e.code(),
+            RegError::MachineUnknown => "machine_unknown",
+            RegError::MachineRevoked => "machine_revoked",
+            RegError::MachineCentre => "machine_centre_mismatch",
+            RegError::CentreInactive => "centre_inactive",
+            RegError::PacketConflict => "packet_conflict",
+            RegError::NotFound => "packet_not_found",
+            RegError::BadRequest(_) => "bad_request",
+            RegError::Repo(e) => e.code(),
+            RegError::Store(e) => e.code(),
+            RegError::Blob(e) => e.code(),
+            RegError::Crypto(e) => e.code(),
+            RegError::Abis(_) => "abis_failed",
+        }
+    }
+}
+
+pub type Result<T, E = RegError> = std::result::Result<T, E>;

@@ -315,6 +315,29 @@ pub async fn fail(db: &Db, job: &Leased, error: &str, now: UnixMillis) -> Result
     Ok((n == 1).then_some(state))
 }
 
+/// Puts a leased job back to run again at `run_at` without counting the attempt: it is waiting
+/// for something else (another packet's outcome), not failing. Returns false when the lease was
+/// lost.
+///
+/// # Errors
+/// Database errors.
+pub async fn snooze(db: &Db, job: &Leased, run_at: UnixMillis, now: UnixMillis) -> Result<bool> {
+    let n = crate::on!(db, p => {
+        sqlx::query(
+            "UPDATE jobs SET state = 'ready', attempts = attempts - 1, run_at_ms = $3, lease_until_ms = NULL, leased_by = NULL, \
+             updated_at_ms = $4 WHERE id = $1 AND attempts = $2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(job.attempt)
+        .bind(run_at)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(n == 1)
+}
+
 /// Returns jobs whose lease has expired to the queue (or to `dead` when that was their last
 /// attempt). Returns how many were reaped.
 ///

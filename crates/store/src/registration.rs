@@ -392,6 +392,26 @@ pub async fn packets_by_rid(db: &Db, rids: &[String]) -> Result<Vec<PacketRow>> 
     Ok(out)
 }
 
+/// `(abis_ref, rid)` of the packets with these ABIS reference ids.
+///
+/// # Errors
+/// Database errors.
+pub async fn packets_by_abis_ref(db: &Db, refs: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(refs.len());
+    for chunk in refs.chunks(rows_per_statement(1)) {
+        let sql = format!("SELECT abis_ref, rid FROM packets WHERE abis_ref IN {}", placeholders(1, chunk.len()));
+        let rows: Vec<(String, String)> = crate::on!(db, p => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for r in chunk {
+                q = q.bind(r);
+            }
+            q.fetch_all(p).await
+        })?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// Packets in `status` (or all), oldest first, after arrival number `after`.
 ///
 /// # Errors

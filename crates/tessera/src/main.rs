@@ -493,8 +493,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // The engine serves ABIS requests (API) and the registration pipeline's de-duplication
+    // (workers); with `abis.shards > 1` it holds no gallery and fans searches out.
+    let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
+    let registration = abis.as_ref().map(|e| {
+        tessera_registration::Registration::new(repo.clone(), std::sync::Arc::clone(e), tessera_registration::RegConfig::default())
+    });
     if matches!(cfg.role, Role::All | Role::Worker) {
-        tasks.spawn(worker::run(repo.clone(), cfg.clone(), stop_rx.clone()));
+        tasks.spawn(worker::run(repo.clone(), cfg.clone(), registration.clone(), stop_rx.clone()));
     }
     if let Some(shard) = cfg.abis.shard {
         let gallery = open_shard(&cfg, &repo, shard).await?;
@@ -507,7 +513,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
         if let (Some(engine), Some(queue)) = (&abis, &cfg.abis.queue) {
             tasks.spawn(tessera_abis::queue::run(std::sync::Arc::clone(engine), queue.queue(), stop_rx.clone()));
         }

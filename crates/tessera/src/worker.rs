@@ -13,12 +13,13 @@ use rand::SeedableRng;
 use std::time::Duration;
 use tessera_abis::shard::ShardGallery;
 use tessera_idrepo::IdRepo;
+use tessera_registration::{Registration, StageRun};
 use tessera_store::jobs::{self, JobKind, Leased};
 use tessera_store::{Db, now_ms, uin_pool};
 use tokio::sync::watch;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(repo: IdRepo, cfg: Config, registration: Option<Registration>, mut shutdown: watch::Receiver<bool>) {
     let db = repo.db().clone();
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     tracing::info!(worker = %worker_id, "worker started");
@@ -38,7 +39,7 @@ pub async fn run(repo: IdRepo, cfg: Config, mut shutdown: watch::Receiver<bool>)
             }
         };
         match leased {
-            Some(job) => execute(&repo, &cfg, job, cfg.worker.lease_ms, None).await,
+            Some(job) => execute(&repo, &cfg, registration.as_ref(), job, cfg.worker.lease_ms, None).await,
             None => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
@@ -72,7 +73,7 @@ pub async fn run_shard(repo: IdRepo, cfg: Config, gallery: ShardGallery, mut shu
             }
         };
         if let Some(job) = leased {
-            execute(&repo, &cfg, job, shard_lease_ms(&cfg), Some(&gallery)).await;
+            execute(&repo, &cfg, None, job, shard_lease_ms(&cfg), Some(&gallery)).await;
             last_sync = tokio::time::Instant::now();
             continue;
         }
@@ -144,20 +145,31 @@ async fn abis_housekeeping(repo: &IdRepo, cfg: &Config) {
     }
 }
 
-async fn execute(repo: &IdRepo, cfg: &Config, job: Leased, lease_ms: i64, shard: Option<&ShardGallery>) {
+async fn execute(
+    repo: &IdRepo,
+    cfg: &Config,
+    registration: Option<&Registration>,
+    job: Leased,
+    lease_ms: i64,
+    shard: Option<&ShardGallery>,
+) {
     let db = repo.db();
     let started = std::time::Instant::now();
     let kind = job.kind.as_str();
     let lease = Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0));
     // A job that outlives its lease is abandoned here rather than racing the worker that
     // takes it over.
-    let outcome = match tokio::time::timeout(lease, handle(repo, cfg, &job, shard)).await {
+    let outcome = match tokio::time::timeout(lease, handle(repo, cfg, registration, &job, shard)).await {
         Ok(r) => r,
         Err(_) => Err("job exceeded its lease".to_owned()),
     };
     metrics::histogram!("tessera_job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
     match outcome {
-        Ok(()) => {
+        Ok(Some(after_ms)) => match jobs::snooze(db, &job, now_ms().saturating_add(after_ms), now_ms()).await {
+            Ok(_) => tracing::debug!(job = job.id, kind, after_ms, "job waits"),
+            Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot put a waiting job back"),
+        },
+        Ok(None) => {
             metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "done").increment(1);
             match jobs::complete(db, &job, now_ms()).await {
                 Ok(true) => tracing::info!(job = job.id, kind, attempt = job.attempt, "job done"),
@@ -179,9 +191,29 @@ async fn execute(repo: &IdRepo, cfg: &Config, job: Leased, lease_ms: i64, shard:
 }
 
 /// Dispatch on the closed set of job kinds: adding a kind without a handler does not compile.
-async fn handle(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&ShardGallery>) -> Result<(), String> {
+/// `Ok(Some(ms))`: run the job again after `ms` without counting an attempt.
+async fn handle(
+    repo: &IdRepo,
+    cfg: &Config,
+    registration: Option<&Registration>,
+    job: &Leased,
+    shard: Option<&ShardGallery>,
+) -> Result<Option<i64>, String> {
+    if job.kind == JobKind::PacketStage {
+        let Some(r) = registration else { return Err("this worker runs no registration pipeline (abis.enabled is off)".to_owned()) };
+        return match r.run_stage(&job.payload, now_ms()).await {
+            Ok(StageRun::Done) => Ok(None),
+            Ok(StageRun::Later(ms)) => Ok(Some(ms)),
+            Err(e) => Err(format!("{}: {e}", e.code())),
+        };
+    }
+    handle_other(repo, cfg, job, shard).await.map(|()| None)
+}
+
+async fn handle_other(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&ShardGallery>) -> Result<(), String> {
     let db: &Db = repo.db();
     match job.kind {
+        JobKind::PacketStage => Err("packet stages are run by `handle`".to_owned()),
         JobKind::UinPoolRefill => {
             let batch = job.payload["batch"].as_u64().and_then(|b| u32::try_from(b).ok()).unwrap_or(cfg.uin_pool.refill_batch);
             let mut rng = rand::rngs::StdRng::from_os_rng();

@@ -1,0 +1,729 @@
+//! The upload and the processing pipeline: each stage is a `packet_stage` job that reads the
+//! packet, does its work, and commits its outcome together with the next stage's job, so a
+//! crash (kill -9) anywhere leaves the packet at a stage that runs again. Stages are idempotent:
+//! a stage that finds the packet already past it does nothing, and the side effects outside the
+//! transaction (ABIS insert and identify) are idempotent requests keyed by the packet.
+//!
+//! Stages: `validate` (decrypt, signatures, hashes, staff, schema, biometric quality, flow
+//! rules) → `bio_dedupe` (insert this registration's templates into the ABIS, identify them
+//! against everyone else) → `decide` → `issue` (UIN from the pool and the identity written, in
+//! one transaction with the packet's final state). A packet's own faults are final outcomes
+//! (`rejected` with a code in its history), not job failures; job failures are storage or ABIS
+//! trouble and are retried, then dead-lettered for an operator.
+//!
+//! Concurrent duplicates: two registrations of one person in flight at once may each find the
+//! other. The rule that keeps them from both getting a UIN: a packet proceeds past an in-flight
+//! candidate only if the candidate arrived later and has itself recorded this packet as its
+//! candidate (so the later one waits for this one); otherwise it waits until the candidate is
+//! final. Two packets never wait for each other: of two that found each other, the earlier one
+//! proceeds, and a packet the other did not find does not wait for it.
+
+use crate::packet::{self, FileKind, Flow, Outer, Packet, PacketError};
+use crate::{RegConfig, RegError, Result};
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessera_abis::Engine;
+use tessera_biometrics::cbeff;
+use tessera_biometrics::templates::TemplateSet;
+use tessera_core::schema::FieldType;
+use tessera_core::{Rid, Uin};
+use tessera_crypto::Purpose;
+use tessera_crypto::digest::sha256;
+use tessera_idrepo::records::NewRecord;
+use tessera_idrepo::{Actor, IdRepo, RepoError};
+use tessera_store::jobs::{self, JobKind};
+use tessera_store::registration::{self as rows, CandidateRow, NewPacket, PacketRow, PacketUpdate};
+use tessera_store::{BlobKey, StoreError, Tx, UnixMillis};
+
+/// How long a packet waits before looking again at an in-flight candidate.
+pub const WAIT_MS: i64 = 2000;
+/// … and at a candidate held in adjudication (a person decides; that takes a while).
+pub const WAIT_ADJUDICATION_MS: i64 = 60_000;
+
+/// The stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Validate,
+    BioDedupe,
+    Decide,
+    Issue,
+    /// Nothing left to run.
+    Done,
+}
+
+impl Stage {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::BioDedupe => "bio_dedupe",
+            Stage::Decide => "decide",
+            Stage::Issue => "issue",
+            Stage::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Stage::Validate, Stage::BioDedupe, Stage::Decide, Stage::Issue, Stage::Done].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// What running a stage came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageRun {
+    /// Done (the next stage, if any, is queued).
+    Done,
+    /// Run this stage again after this many milliseconds (waiting for another packet).
+    Later(i64),
+}
+
+/// Final states: nothing more happens to the packet.
+const FINAL: &[&str] = &["issued", "updated", "found", "duplicate", "rejected"];
+
+fn is_final(status: &str) -> bool {
+    FINAL.contains(&status)
+}
+
+/// What the upload answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    pub rid: String,
+    pub status: String,
+    /// True when this exact packet had been uploaded before (the upload is idempotent).
+    pub already: bool,
+}
+
+/// A packet's status as shown to its operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub rid: String,
+    pub status: String,
+    pub stage: String,
+    pub flow: Option<String>,
+    pub reason: Option<String>,
+    pub received_at_ms: UnixMillis,
+    pub updated_at_ms: UnixMillis,
+    /// The UIN issued (or found, or duplicated), once there is one.
+    pub uin: Option<String>,
+    pub history: Vec<Event>,
+}
+
+/// One entry of a packet's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub stage: String,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub at_ms: UnixMillis,
+}
+
+/// The registration service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    repo: IdRepo,
+    abis: Arc<Engine>,
+    cfg: RegConfig,
+}
+
+/// The outcome of a check that can refuse a packet: `Err(code, detail)` is final.
+type Verdict<T> = std::result::Result<T, (&'static str, String)>;
+
+impl Registration {
+    #[must_use]
+    pub fn new(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig) -> Self {
+        Registration { inner: Arc::new(Inner { repo, abis, cfg }) }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &RegConfig {
+        &self.inner.cfg
+    }
+
+    fn repo(&self) -> &IdRepo {
+        &self.inner.repo
+    }
+
+    /// Accepts an uploaded packet: checks its RID, machine and outer signature without
+    /// decrypting it, stores the file and queues `validate` in one transaction. Idempotent on
+    /// RID: the same bytes again are accepted again; other bytes under the same RID are refused.
+    ///
+    /// # Errors
+    /// `Packet` (malformed, too large, bad signature), `MachineUnknown`, `MachineRevoked`,
+    /// `MachineCentre`, `CentreInactive`, `PacketConflict`; storage errors.
+    pub async fn upload(&self, actor: &Actor, bytes: Bytes, now: UnixMillis) -> Result<Accepted> {
+        let outer = Outer::parse(&bytes, self.inner.cfg.packet_bytes_max)?;
+        let rid = outer.rid;
+        let machine = self.machine_key(&rid).await?;
+        outer.verify(&machine)?;
+        let digest = sha256(&[&bytes]).to_vec();
+        let db = self.repo().db();
+        if let Some(existing) = rows::packet(db, &rid.to_string()).await? {
+            return same_packet(&existing, &digest);
+        }
+        let blob = format!("packets/{rid}.{}", packet::EXTENSION);
+        self.repo().blobs().put(&BlobKey::parse(&blob)?, bytes.clone()).await?;
+        let new = NewPacket {
+            rid: rid.to_string(),
+            digest: digest.clone(),
+            blob,
+            centre_id: rid.centre().to_string(),
+            machine_id: rid.machine().to_string(),
+            uploaded_by: actor.id.clone(),
+            stage: Stage::Validate.as_str().into(),
+        };
+        let mut tx = db.begin().await?;
+        match rows::insert_packet(&mut tx, &new, now).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => {
+                drop(tx);
+                let existing = rows::packet(db, &new.rid).await?.ok_or(RegError::NotFound)?;
+                return same_packet(&existing, &digest);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        rows::add_event(&mut tx, &new.rid, "upload", "accepted", None, None, now).await?;
+        queue(&mut tx, &new.rid, Stage::Validate, "", now).await?;
+        tessera_idrepo::audit::append(&mut tx, &**self.repo().keystore(), &[audit_event(actor, "packet.upload", &new.rid, "ok")], now)
+            .await?;
+        tx.commit().await?;
+        Ok(Accepted { rid: new.rid, status: "processing".into(), already: false })
+    }
+
+    /// The public key of the machine a RID names, if it may upload.
+    async fn machine_key(&self, rid: &Rid) -> Result<Vec<u8>> {
+        let db = self.repo().db();
+        let m = rows::machine(db, &rid.machine().to_string()).await?.ok_or(RegError::MachineUnknown)?;
+        if m.status != "active" {
+            return Err(RegError::MachineRevoked);
+        }
+        if m.centre_id != rid.centre().to_string() {
+            return Err(RegError::MachineCentre);
+        }
+        let centre = rows::centre(db, &m.centre_id).await?.ok_or(RegError::CentreInactive)?;
+        if centre.status != "active" {
+            return Err(RegError::CentreInactive);
+        }
+        Ok(m.public_key)
+    }
+
+    /// A packet's status and history. The UIN is shown once issued.
+    ///
+    /// # Errors
+    /// `NotFound`; storage and repository errors.
+    pub async fn status(&self, rid: &str, now: UnixMillis) -> Result<Status> {
+        let _ = now;
+        let db = self.repo().db();
+        let row = rows::packet(db, rid).await?.ok_or(RegError::NotFound)?;
+        let uin = match (&row.identity_id, row.status.as_str()) {
+            (Some(id), "issued" | "updated" | "found" | "duplicate") => match self.repo().uin_of(id).await {
+                Ok(u) => Some(u.expose().to_owned()),
+                Err(RepoError::Gone) => None,
+                Err(e) => return Err(e.into()),
+            },
+            _ => None,
+        };
+        let history = rows::events(db, rid)
+            .await?
+            .into_iter()
+            .map(|e| Event { stage: e.stage, outcome: e.outcome, code: e.code, detail: e.detail, at_ms: e.at_ms })
+            .collect();
+        Ok(Status {
+            rid: row.rid,
+            status: row.status,
+            stage: row.stage,
+            flow: row.flow,
+            reason: row.reason_code,
+            received_at_ms: row.received_at_ms,
+            updated_at_ms: row.updated_at_ms,
+            uin,
+            history,
+        })
+    }
+
+    /// Runs the stage a `packet_stage` job names.
+    ///
+    /// # Errors
+    /// Storage, keystore and ABIS trouble (the job is retried); never the packet's own faults.
+    pub async fn run_stage(&self, payload: &Value, now: UnixMillis) -> Result<StageRun> {
+        let rid = payload["rid"].as_str().ok_or(RegError::BadRequest("payload without rid"))?;
+        let stage = payload["stage"].as_str().and_then(Stage::parse).ok_or(RegError::BadRequest("payload without a known stage"))?;
+        let row = rows::packet(self.repo().db(), rid).await?.ok_or(RegError::NotFound)?;
+        if is_final(&row.status) || row.stage != stage.as_str() {
+            // Delivered again after the stage committed: nothing to do.
+            return Ok(StageRun::Done);
+        }
+        let opened = match self.open(&row).await? {
+            Ok(p) => p,
+            Err((code, detail)) => {
+                self.reject(&row, stage, code, &detail, now).await?;
+                return Ok(StageRun::Done);
+            }
+        };
+        match stage {
+            Stage::Validate => self.validate(&row, &opened, now).await,
+            Stage::BioDedupe => self.bio_dedupe(&row, &opened, now).await,
+            Stage::Decide => self.decide(&row, &opened, now).await,
+            Stage::Issue => self.issue(&row, &opened, now).await,
+            Stage::Done => Ok(StageRun::Done),
+        }
+    }
+
+    /// Reads, verifies and decrypts a stored packet. `Ok(Err)` is the packet's own fault.
+    async fn open(&self, row: &PacketRow) -> Result<Verdict<Packet>> {
+        let bytes = self.repo().blobs().get(&BlobKey::parse(&row.blob)?).await?;
+        let outer = match Outer::parse(&bytes, self.inner.cfg.packet_bytes_max) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err((e.code(), String::new()))),
+        };
+        let key = match rows::machine(self.repo().db(), &row.machine_id).await? {
+            Some(m) => m.public_key,
+            None => return Ok(Err((RegError::MachineUnknown.code(), String::new()))),
+        };
+        if let Err(e) = outer.verify(&key) {
+            return Ok(Err((e.code(), String::new())));
+        }
+        let inner = match self.repo().keystore().hybrid_decrypt(Purpose::Registration, outer.payload) {
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(tessera_crypto::CryptoError::Decrypt) => return Ok(Err((PacketError::Decrypt.code(), String::new()))),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(packet::open_inner(&inner, &outer.rid, &key).map_err(|e| (e.code(), String::new())))
+    }
+
+    async fn validate(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+        match self.check(row, p, now).await? {
+            Ok(()) => {
+                let mut tx = self.repo().db().begin().await?;
+                if !still_at(&mut tx, &row.rid, Stage::Validate).await? {
+                    return Ok(StageRun::Done);
+                }
+                let u = PacketUpdate { stage: Some(Stage::BioDedupe.as_str()), flow: Some(p.manifest.flow.as_str()), ..Default::default() };
+                rows::update_packet(&mut tx, &row.rid, &u, now).await?;
+                rows::add_event(&mut tx, &row.rid, "validate", "passed", None, None, now).await?;
+                queue(&mut tx, &row.rid, Stage::BioDedupe, "", now).await?;
+                tx.commit().await?;
+                Ok(StageRun::Done)
+            }
+            Err((code, detail)) => {
+                self.reject(row, Stage::Validate, code, &detail, now).await?;
+                Ok(StageRun::Done)
+            }
+        }
+    }
+
+    /// Everything about a packet that decides whether it can be processed at all.
+    async fn check(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<Verdict<()>> {
+        let m = &p.manifest;
+        let db = self.repo().db();
+        if !rows::is_staff(db, &row.centre_id, &m.operator, "operator").await?
+            && !rows::is_staff(db, &row.centre_id, &m.operator, "supervisor").await?
+        {
+            return Ok(Err(("operator_not_assigned", String::new())));
+        }
+        match &m.supervisor {
+            Some(s) if !rows::is_staff(db, &row.centre_id, s, "supervisor").await? => {
+                return Ok(Err(("supervisor_not_assigned", String::new())));
+            }
+            None if self.inner.cfg.require_supervisor => return Ok(Err(("supervisor_required", String::new()))),
+            _ => {}
+        }
+        let record: Value = match serde_json::from_slice(&p.files[packet::IDENTITY_FILE]) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return Ok(Err(("identity_not_json", String::new()))),
+        };
+        // An update carries only the fields it changes: the repository validates the patched
+        // record when it applies it. Every other flow carries a whole record.
+        if m.flow != Flow::Update
+            && let Err(errors) = self.repo().schema().validate(&record, today(now))
+        {
+            let detail: Vec<String> = errors.iter().map(|e| format!("{}:{}", e.path, e.code.as_str())).collect();
+            return Ok(Err(("schema_invalid", detail.join(","))));
+        }
+        // Every document or biometric field names a file of the right kind.
+        for spec in self.repo().schema().fields() {
+            let want = match spec.kind {
+                FieldType::Document => FileKind::Document,
+                FieldType::Biometric => FileKind::Biometrics,
+                _ => continue,
+            };
+            if let Some(r) = record.get(&spec.id).and_then(|v| v.get("ref")).and_then(Value::as_str)
+                && !p.manifest.files.iter().any(|f| f.name == r && f.kind == want)
+            {
+                return Ok(Err(("packet_file_missing", spec.id.clone())));
+            }
+        }
+        if let Err(v) = self.check_biometrics(p) {
+            return Ok(Err(v));
+        }
+        if !p.manifest.exceptions.is_empty() && !p.manifest.files.iter().any(|f| f.kind == FileKind::ExceptionPhoto) {
+            return Ok(Err(("exception_photo_missing", String::new())));
+        }
+        let has_bio = templates(p).is_some_and(|t| t.is_ok());
+        match m.flow {
+            Flow::New | Flow::Lost if !has_bio && m.exceptions.is_empty() => return Ok(Err(("biometrics_missing", String::new()))),
+            Flow::Lost if !has_bio => return Ok(Err(("biometrics_missing", String::new()))),
+            Flow::Child => {
+                let born = record.get("dateOfBirth").and_then(Value::as_str).and_then(parse_date);
+                let Some(born) = born else { return Ok(Err(("date_of_birth_missing", String::new()))) };
+                if age_years(born, today(now)) >= self.inner.cfg.child_age_years {
+                    return Ok(Err(("child_too_old", String::new())));
+                }
+                if let Err(v) = self.existing_uin(m.guardian_uin.as_deref(), now).await? {
+                    return Ok(Err(v));
+                }
+            }
+            Flow::Update => {
+                if let Err(v) = self.existing_uin(m.uin.as_deref(), now).await? {
+                    return Ok(Err(v));
+                }
+            }
+            _ => {}
+        }
+        Ok(Ok(()))
+    }
+
+    /// The biometrics file, when there is one, parses, yields templates, and every record's
+    /// quality reaches the minimum.
+    fn check_biometrics(&self, p: &Packet) -> Verdict<()> {
+        let Some(file) = p.manifest.files.iter().find(|f| f.kind == FileKind::Biometrics) else { return Ok(()) };
+        let birs = cbeff::parse(&p.files[&file.name]).map_err(|_| ("biometrics_invalid", String::new()))?;
+        for (i, b) in birs.iter().enumerate() {
+            if let Some(q) = &b.bdb_info.quality {
+                let low = match &q.score {
+                    cbeff::QualityScore::Score(s) => *s < self.inner.cfg.quality_min,
+                    cbeff::QualityScore::CalculationFailed(_) => true,
+                };
+                if low {
+                    return Err(("biometric_quality_low", format!("record {i}")));
+                }
+            }
+        }
+        TemplateSet::from_birs(&birs).map_err(|e| ("biometrics_unusable", e.to_string()))?;
+        Ok(())
+    }
+
+    /// A UIN that must name a living identity here.
+    async fn existing_uin(&self, uin: Option<&str>, now: UnixMillis) -> Result<Verdict<String>> {
+        let Some(uin) = uin.and_then(|u| Uin::parse_with(u, self.repo().rules()).ok()) else {
+            return Ok(Err(("uin_invalid", String::new())));
+        };
+        match self.repo().get(&Actor::system(), &uin, now).await {
+            Ok(identity) => Ok(Ok(identity.id)),
+            Err(RepoError::NotFound | RepoError::Gone) => Ok(Err(("uin_not_found", String::new()))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn bio_dedupe(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+        let mut found = Vec::new();
+        let outcome = match templates(p) {
+            None | Some(Err(_)) => "skipped",
+            Some(Ok(set)) => {
+                let reference = row.abis_ref.clone().unwrap_or_else(|| abis_ref(&row.rid));
+                let answer = self.inner.abis.insert_set(&format!("{reference}-insert"), &reference, &set, now).await;
+                if answer.return_value != "1" {
+                    return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
+                }
+                let answer = self.inner.abis.identify_reference(&format!("{reference}-identify"), &reference, now).await;
+                let Some(list) = answer.candidate_list.filter(|_| answer.return_value == "1") else {
+                    return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
+                };
+                let refs: Vec<String> = list.candidates.iter().map(|c| c.reference_id.clone()).collect();
+                let by_ref = packets_by_abis_ref(self.repo().db(), &refs).await?;
+                for c in &list.candidates {
+                    let Some(other) = by_ref.get(&c.reference_id) else { continue };
+                    let decision = c.analytics.get("decision").and_then(Value::as_str).unwrap_or("review");
+                    let evidence = c.analytics.get("evidence").and_then(Value::as_f64).unwrap_or(0.0);
+                    let detail = serde_json::to_string(
+                        &c.modalities.iter().map(|m| json!({"type": m.biometric_type, "analytics": m.analytics})).collect::<Vec<_>>(),
+                    )
+                    .unwrap_or_default();
+                    if decision == "match" || decision == "review" {
+                        found.push(CandidateRow {
+                            candidate_rid: other.clone(),
+                            source: "bio".into(),
+                            score: evidence,
+                            decision: decision.into(),
+                            detail,
+                        });
+                    }
+                }
+                "searched"
+            }
+        };
+        let mut tx = self.repo().db().begin().await?;
+        if !still_at(&mut tx, &row.rid, Stage::BioDedupe).await? {
+            return Ok(StageRun::Done);
+        }
+        rows::put_candidates(&mut tx, &row.rid, "bio", &found).await?;
+        let reference = templates(p).is_some_and(|t| t.is_ok()).then(|| abis_ref(&row.rid));
+        let u = PacketUpdate { stage: Some(Stage::Decide.as_str()), abis_ref: reference.as_deref(), ..Default::default() };
+        rows::update_packet(&mut tx, &row.rid, &u, now).await?;
+        rows::add_event(&mut tx, &row.rid, "bio_dedupe", outcome, None, Some(&format!("candidates={}", found.len())), now).await?;
+        queue(&mut tx, &row.rid, Stage::Decide, "", now).await?;
+        tx.commit().await?;
+        Ok(StageRun::Done)
+    }
+
+    async fn decide(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+        let db = self.repo().db();
+        let candidates = rows::candidates(db, &row.rid).await?;
+        let rids: Vec<String> = candidates.iter().map(|c| c.candidate_rid.clone()).collect();
+        let others: BTreeMap<String, PacketRow> = rows::packets_by_rid(db, &rids).await?.into_iter().map(|r| (r.rid.clone(), r)).collect();
+        // (identity id, candidate) of every candidate that is someone with an identity.
+        let mut hits: Vec<(String, &CandidateRow)> = Vec::new();
+        for c in &candidates {
+            let Some(other) = others.get(&c.candidate_rid) else { continue };
+            match other.status.as_str() {
+                "rejected" | "duplicate" => {}
+                "issued" | "updated" | "found" => {
+                    if let Some(id) = &other.identity_id {
+                        hits.push((id.clone(), c));
+                    }
+                }
+                status => {
+                    let theirs = rows::candidates(db, &other.rid).await?;
+                    let they_wait_for_us = other.seq > row.seq && theirs.iter().any(|t| t.candidate_rid == row.rid);
+                    if !they_wait_for_us {
+                        let wait = if status == "adjudication" { WAIT_ADJUDICATION_MS } else { WAIT_MS };
+                        self.mark_waiting(row, &other.rid, now).await?;
+                        return Ok(StageRun::Later(wait));
+                    }
+                }
+            }
+        }
+        // An update is expected to match the identity it updates.
+        let own = match p.manifest.flow {
+            Flow::Update => self.existing_uin(p.manifest.uin.as_deref(), now).await?.ok(),
+            _ => None,
+        };
+        hits.retain(|(id, _)| Some(id) != own.as_ref());
+        let best_match = hits.iter().find(|(_, c)| c.decision == "match");
+        let flow = p.manifest.flow;
+        match (flow, best_match) {
+            (Flow::Lost, Some((id, c))) => self.finish(row, "found", Some(id), Some(&c.candidate_rid), "found", now).await,
+            (Flow::Lost, None) => self.finish(row, "rejected", None, None, "lost_not_found", now).await,
+            (_, Some((id, c))) => self.finish(row, "duplicate", Some(id), Some(&c.candidate_rid), "duplicate", now).await,
+            (_, None) if !hits.is_empty() => self.to_adjudication(row, now).await,
+            (_, None) => {
+                let mut tx = db.begin().await?;
+                if !still_at(&mut tx, &row.rid, Stage::Decide).await? {
+                    return Ok(StageRun::Done);
+                }
+                let u = PacketUpdate { status: Some("processing"), stage: Some(Stage::Issue.as_str()), ..Default::default() };
+                rows::update_packet(&mut tx, &row.rid, &u, now).await?;
+                rows::add_event(&mut tx, &row.rid, "decide", "unique", None, None, now).await?;
+                queue(&mut tx, &row.rid, Stage::Issue, "", now).await?;
+                tx.commit().await?;
+                Ok(StageRun::Done)
+            }
+        }
+    }
+
+    async fn mark_waiting(&self, row: &PacketRow, on: &str, now: UnixMillis) -> Result<()> {
+        if row.status == "waiting" {
+            return Ok(());
+        }
+        let mut tx = self.repo().db().begin().await?;
+        rows::update_packet(&mut tx, &row.rid, &PacketUpdate { status: Some("waiting"), ..Default::default() }, now).await?;
+        rows::add_event(&mut tx, &row.rid, "decide", "waiting", Some("candidate_in_flight"), Some(on), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn to_adjudication(&self, row: &PacketRow, now: UnixMillis) -> Result<StageRun> {
+        let mut tx = self.repo().db().begin().await?;
+        if !still_at(&mut tx, &row.rid, Stage::Decide).await? {
+            return Ok(StageRun::Done);
+        }
+        let id = rows::open_adjudication(&mut tx, &uuid::Uuid::new_v4().to_string(), &row.rid, now).await?;
+        rows::update_packet(&mut tx, &row.rid, &PacketUpdate { status: Some("adjudication"), ..Default::default() }, now).await?;
+        rows::add_event(&mut tx, &row.rid, "decide", "adjudication", Some("candidate_in_doubt"), Some(&id), now).await?;
+        tx.commit().await?;
+        Ok(StageRun::Done)
+    }
+
+    /// A final outcome other than issuing: the registration's own ABIS reference is deleted
+    /// first (it must not become anyone's candidate), then the state is committed.
+    async fn finish(
+        &self,
+        row: &PacketRow,
+        status: &str,
+        identity: Option<&String>,
+        of_rid: Option<&String>,
+        code: &str,
+        now: UnixMillis,
+    ) -> Result<StageRun> {
+        if let Some(reference) = &row.abis_ref {
+            let answer = self.inner.abis.delete_reference(&format!("{reference}-delete"), reference, now).await;
+            // Not found: deleted by an earlier attempt.
+            if answer.return_value != "1" && answer.failure_reason.as_deref() != Some("3") {
+                return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
+            }
+        }
+        let mut tx = self.repo().db().begin().await?;
+        let Some(current) = rows::packet_for_update(&mut tx, &row.rid).await? else { return Err(RegError::NotFound) };
+        if is_final(&current.status) {
+            return Ok(StageRun::Done);
+        }
+        let u = PacketUpdate {
+            status: Some(status),
+            stage: Some(Stage::Done.as_str()),
+            reason_code: Some(Some(code)),
+            identity_id: identity.map(String::as_str),
+            ..Default::default()
+        };
+        rows::update_packet(&mut tx, &row.rid, &u, now).await?;
+        rows::delete_demo_keys(&mut tx, &row.rid).await?;
+        rows::add_event(&mut tx, &row.rid, &current.stage, status, Some(code), of_rid.map(String::as_str), now).await?;
+        tx.commit().await?;
+        Ok(StageRun::Done)
+    }
+
+    /// Refuses a packet for its own fault (final).
+    async fn reject(&self, row: &PacketRow, stage: Stage, code: &str, detail: &str, now: UnixMillis) -> Result<()> {
+        tracing::info!(stage = stage.as_str(), code, "packet rejected");
+        let detail = (!detail.is_empty()).then_some(detail);
+        let _ = self.finish(row, "rejected", None, None, code, now).await?;
+        if let Some(d) = detail {
+            let mut tx = self.repo().db().begin().await?;
+            rows::add_event(&mut tx, &row.rid, stage.as_str(), "detail", Some(code), Some(d), now).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn issue(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+        match p.manifest.flow {
+            Flow::New | Flow::Child => {}
+            // Applying an update to the repository comes with the update flow's own stage.
+            Flow::Update | Flow::Lost => {
+                self.reject(row, Stage::Issue, "flow_not_supported", "", now).await?;
+                return Ok(StageRun::Done);
+            }
+        }
+        let record: Value = serde_json::from_slice(&p.files[packet::IDENTITY_FILE]).unwrap_or(Value::Null);
+        let attachments: BTreeMap<String, Vec<u8>> = self
+            .repo()
+            .schema()
+            .fields()
+            .filter(|f| matches!(f.kind, FieldType::Document | FieldType::Biometric))
+            .filter_map(|f| record.get(&f.id).and_then(|v| v.get("ref")).and_then(Value::as_str))
+            .filter_map(|r| p.files.get(r).map(|b| (r.to_owned(), b.clone())))
+            .collect();
+        let new =
+            NewRecord { record, attachments, external_ref: Some(format!("rid:{}", row.rid)), reason: format!("registration {}", row.rid) };
+        let rid = row.rid.clone();
+        let result = self
+            .repo()
+            .create_with(&Actor::system(), new, now, async |tx: &mut Tx, created: &tessera_idrepo::Created| {
+                let Some(current) = rows::packet_for_update(tx, &rid).await? else {
+                    return Err(RepoError::BadRequest("packet vanished"));
+                };
+                if current.stage != Stage::Issue.as_str() || is_final(&current.status) {
+                    return Err(RepoError::DuplicateExternalRef);
+                }
+                let u = PacketUpdate {
+                    status: Some("issued"),
+                    stage: Some(Stage::Done.as_str()),
+                    identity_id: Some(&created.id),
+                    reason_code: Some(None),
+                    ..Default::default()
+                };
+                rows::update_packet(tx, &rid, &u, now).await?;
+                rows::add_event(tx, &rid, "issue", "issued", None, None, now).await?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) | Err(RepoError::DuplicateExternalRef) => Ok(StageRun::Done),
+            Err(RepoError::Invalid(errors)) => {
+                let detail: Vec<String> = errors.iter().map(|e| format!("{}:{}", e.path, e.code.as_str())).collect();
+                self.reject(row, Stage::Issue, "schema_invalid", &detail.join(","), now).await?;
+                Ok(StageRun::Done)
+            }
+            Err(RepoError::BadRequest(what)) => {
+                self.reject(row, Stage::Issue, "record_refused", what, now).await?;
+                Ok(StageRun::Done)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn same_packet(existing: &PacketRow, digest: &[u8]) -> Result<Accepted> {
+    if existing.digest == digest {
+        Ok(Accepted { rid: existing.rid.clone(), status: existing.status.clone(), already: true })
+    } else {
+        Err(RegError::PacketConflict)
+    }
+}
+
+/// Queues a stage (idempotency key per packet, stage and round).
+async fn queue(tx: &mut Tx, rid: &str, stage: Stage, round: &str, now: UnixMillis) -> Result<()> {
+    let key = format!("packet:{rid}:{}{round}", stage.as_str());
+    jobs::enqueue(tx, JobKind::PacketStage, &json!({ "rid": rid, "stage": stage.as_str() }), &key, now).await?;
+    Ok(())
+}
+
+/// Locks the packet and says whether it is still at `stage` (a concurrent delivery of the same
+/// stage may have moved it on).
+async fn still_at(tx: &mut Tx, rid: &str, stage: Stage) -> Result<bool> {
+    let row = rows::packet_for_update(tx, rid).await?.ok_or(RegError::NotFound)?;
+    Ok(row.stage == stage.as_str() && !is_final(&row.status))
+}
+
+/// The registration's ABIS reference id: derived from the RID, so a retried stage inserts under
+/// the same id (UUID-shaped, as MOSIP's references are; it reveals nothing of the RID).
+fn abis_ref(rid: &str) -> String {
+    let h = sha256(&[b"tessera-abis-reference\0", rid.as_bytes()]);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+/// Packets by their ABIS reference id.
+async fn packets_by_abis_ref(db: &tessera_store::Db, refs: &[String]) -> Result<BTreeMap<String, String>> {
+    Ok(rows::packets_by_abis_ref(db, refs).await?.into_iter().collect())
+}
+
+fn templates(p: &Packet) -> Option<std::result::Result<TemplateSet, ()>> {
+    let file = p.manifest.files.iter().find(|f| f.kind == FileKind::Biometrics)?;
+    Some(cbeff::parse(&p.files[&file.name]).map_err(|_| ()).and_then(|b| TemplateSet::from_birs(&b).map_err(|_| ())))
+}
+
+fn today(now: UnixMillis) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000)).map_or(time::Date::MIN, time::OffsetDateTime::date)
+}
+
+fn parse_date(s: &str) -> Option<time::Date> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+fn age_years(born: time::Date, today: time::Date) -> i32 {
+    let mut age = today.year() - born.year();
+    if (today.month() as u8, today.day()) < (born.month() as u8, born.day()) {
+        age -= 1;
+    }
+    age
+}
+
+fn audit_event(actor: &Actor, action: &'static str, target: &str, outcome: &str) -> tessera_idrepo::audit::Event {
+    tessera_idrepo::audit::Event {
+        actor: actor.id.clone(),
+        action,
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+        request_id: actor.request_id.clone(),
+    }
+}
