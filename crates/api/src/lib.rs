@@ -11,6 +11,7 @@ mod auth;
 pub mod error;
 mod health;
 mod identities;
+mod packets;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -49,6 +50,7 @@ pub struct AppState {
     pub repo: IdRepo,
     /// The ABIS engine, when this process serves one.
     pub abis: Option<Arc<tessera_abis::Engine>>,
+    pub registration: Option<tessera_registration::Registration>,
     metrics: PrometheusHandle,
     openapi: Arc<String>,
 }
@@ -61,6 +63,7 @@ pub struct AppState {
         (name = "identities", description = "The identity repository (bearer token with a role)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "abis", description = "MOSIP's ABIS API over HTTP (role abis_client)"),
+        (name = "registration", description = "Registration packets: upload and status"),
     ),
     modifiers(&BearerAuth),
 )]
@@ -108,10 +111,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(abis::request))
 }
 
+/// Routes whose bodies are packets, with their own (larger) body limit.
+fn packet_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(packets::upload)).routes(routes!(packets::status))
+}
+
 /// The OpenAPI document of every endpoint this build serves.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    doc.merge(packet_router().split_for_parts().1);
+    doc
 }
 
 /// The whole HTTP application over the identity repository (and its database).
@@ -121,14 +131,24 @@ pub fn app(repo: IdRepo) -> Router {
 
 /// `app` with an ABIS engine behind `/v1/abis`.
 pub fn app_with(repo: IdRepo, abis: Option<Arc<tessera_abis::Engine>>) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    app_full(repo, abis, None)
+}
+
+/// The router with every part this process runs: the ABIS engine and the registration
+/// pipeline (whose upload answers 503 `registration_disabled` without it).
+pub fn app_full(repo: IdRepo, abis: Option<Arc<tessera_abis::Engine>>, registration: Option<tessera_registration::Registration>) -> Router {
+    let (router, mut doc) = api_router().split_for_parts();
+    let (packet_routes, packet_doc) = packet_router().split_for_parts();
+    doc.merge(packet_doc);
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
-    let state = AppState { db: repo.db().clone(), repo, abis, metrics: metrics_handle(), openapi: Arc::new(doc) };
+    let packet_limit = registration.as_ref().map_or(packets::PACKET_BODY_MAX, |r| r.config().packet_bytes_max);
+    let state = AppState { db: repo.db().clone(), repo, abis, registration, metrics: metrics_handle(), openapi: Arc::new(doc) };
     router
+        .layer(RequestBodyLimitLayer::new(BODY_BYTES_MAX))
+        .merge(packet_routes.layer(RequestBodyLimitLayer::new(packet_limit)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(BODY_BYTES_MAX))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(record_metrics))

@@ -328,7 +328,8 @@ tessera_testkit::storage_tests!(
     not_ready_when_database_is_gone,
     identities_over_http,
     tokens_and_roles_are_enforced,
-    abis_over_http
+    abis_over_http,
+    packets_over_http
 );
 
 async fn ready_on_each_database(url: &str) {
@@ -468,4 +469,84 @@ async fn openapi_is_valid_and_lists_every_endpoint() {
     for p in &paths {
         assert_ne!(app.get(p).await.status(), 404, "{p} documented but not served");
     }
+}
+
+/// Upload and status of registration packets over HTTP: 202 and idempotent on RID, the status
+/// with its history, and every refusal with its code: no token, a role that may not upload, a
+/// body over the packet limit, junk, a packet under a used RID, an unknown RID.
+async fn packets_over_http(db_url: &str) {
+    use reqwest::Method as M;
+    use tessera_core::id::{CentreId, MachineId};
+    use tessera_registration::packet::{Draft, FileKind, Flow, IDENTITY_FILE, PACKET_BYTES_DEFAULT};
+    let plain = spawn_app(db_url).await;
+    let engine = tessera_abis::Engine::open(
+        plain.repo.clone(),
+        Arc::new(tessera_abis::datashare::Datashare::new(None, None).unwrap()),
+        tessera_abis::AbisConfig { threads: 2, ..tessera_abis::AbisConfig::default() },
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap();
+    // A small packet limit, so the over-limit body fits the socket buffers and the 413 is read.
+    let cfg = tessera_registration::RegConfig { packet_bytes_max: 64 * 1024, ..tessera_registration::RegConfig::default() };
+    let reg = tessera_registration::Registration::new(plain.repo.clone(), Arc::new(engine), cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tessera_api::serve(listener, tessera_api::app_full(plain.repo.clone(), None, Some(reg)), std::future::pending()));
+    let app = TestApp { base, ..plain };
+
+    let key = tessera_crypto::MachineKey::create_file(&app._dir.path().join("machine/key.pem")).unwrap();
+    tessera_store::registration::insert_centre(&app.db, "10001", "Centre", now_ms()).await.unwrap();
+    tessera_store::registration::insert_machine(&app.db, "20001", "10001", &key.public_key(), now_ms()).await.unwrap();
+    let ks = app.repo.keystore();
+    let recipient = tessera_crypto::Recipient::parse(&ks.certificate(ks.current(tessera_crypto::Purpose::Registration)).unwrap()).unwrap();
+    let draft = |seq: u32, name: &str| Draft {
+        rid: tessera_core::Rid::new(
+            CentreId::parse("10001").unwrap(),
+            MachineId::parse("20001").unwrap(),
+            seq,
+            time::macros::datetime!(2026-12-07 09:00:00),
+        )
+        .unwrap(),
+        flow: Flow::New,
+        operator: "officer-1".into(),
+        supervisor: None,
+        created_at_ms: now_ms(),
+        gps: None,
+        uin: None,
+        guardian_uin: None,
+        exceptions: vec![],
+        capture: vec![],
+        files: vec![(IDENTITY_FILE.into(), FileKind::Identity, serde_json::to_vec(&person(name)).unwrap())],
+    };
+    let packet = draft(1, "Awa Ndiaye").seal(&key, &recipient, PACKET_BYTES_DEFAULT).unwrap();
+    let operator = app.token(Role::Operator).await;
+    let post = |token: &str, body: Vec<u8>| {
+        app.req(M::POST, "/v1/packets", token).header("content-type", "application/octet-stream").body(body).send()
+    };
+
+    let res = post(&operator, packet.clone()).await.unwrap();
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!((body["status"].as_str(), body["already"].as_bool()), (Some("processing"), Some(false)));
+    let rid = body["rid"].as_str().unwrap().to_owned();
+    let again: Value = post(&operator, packet.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(again["already"], true);
+
+    let status: Value = app.req(M::GET, &format!("/v1/packets/{rid}"), &operator).send().await.unwrap().json().await.unwrap();
+    assert_eq!((status["status"].as_str(), status["stage"].as_str()), (Some("processing"), Some("validate")));
+    assert_eq!(status["history"][0]["outcome"], "accepted");
+    assert!(status["uin"].is_null());
+
+    let reused = draft(1, "Someone Else").seal(&key, &recipient, PACKET_BYTES_DEFAULT).unwrap();
+    assert_eq!(code_of(post(&operator, reused).await.unwrap()).await, (409, "packet_conflict".into()));
+    assert_eq!(code_of(post(&operator, b"junk".to_vec()).await.unwrap()).await, (400, "packet_malformed".into()));
+    assert_eq!(code_of(post(&operator, vec![0; 64 * 1024 + 1]).await.unwrap()).await.0, 413);
+    let res = app.client.post(format!("{}/v1/packets", app.base)).body(packet.clone()).send().await.unwrap();
+    assert_eq!(code_of(res).await, (401, "token_missing".into()));
+    let auditor = app.token(Role::Auditor).await;
+    assert_eq!(code_of(post(&auditor, packet).await.unwrap()).await, (403, "forbidden".into()));
+    assert_eq!(code_of(app.req(M::GET, &format!("/v1/packets/{rid}"), &auditor).send().await.unwrap()).await, (403, "forbidden".into()));
+    let missing = app.req(M::GET, "/v1/packets/10001200010000920261207090000", &operator).send().await.unwrap();
+    assert_eq!(code_of(missing).await, (404, "packet_not_found".into()));
 }

@@ -49,6 +49,10 @@ pub enum Permission {
     AuditRead,
     /// Send ABIS requests (insert, identify, delete, counts).
     AbisRequest,
+    /// Upload registration packets (registration clients).
+    PacketUpload,
+    /// See a packet's status and history (and the UIN once issued).
+    PacketRead,
 }
 
 impl Role {
@@ -78,9 +82,11 @@ impl Role {
         use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(p, P::IdentityCreate),
-            Role::Supervisor => matches!(p, P::IdentityCreate | P::IdentityRead | P::IdentityUpdate | P::IdentityHistory),
-            Role::Adjudicator => matches!(p, P::IdentityRead | P::IdentityHistory),
+            Role::Operator => matches!(p, P::IdentityCreate | P::PacketUpload | P::PacketRead),
+            Role::Supervisor => {
+                matches!(p, P::IdentityCreate | P::IdentityRead | P::IdentityUpdate | P::IdentityHistory | P::PacketUpload | P::PacketRead)
+            }
+            Role::Adjudicator => matches!(p, P::IdentityRead | P::IdentityHistory | P::PacketRead),
             Role::Auditor => matches!(p, P::IdentityHistory | P::AuditRead),
             Role::AbisClient => matches!(p, P::AbisRequest),
         }

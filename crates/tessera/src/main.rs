@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod bench_abis;
+mod centres;
 mod config;
 mod keys;
 mod worker;
@@ -99,6 +100,16 @@ enum Cmd {
     Identity {
         #[command(subcommand)]
         cmd: admin::IdentityCmd,
+    },
+    /// Registration centres and their staff.
+    Centre {
+        #[command(subcommand)]
+        cmd: centres::CentreCmd,
+    },
+    /// Registration machines (and, on a machine, its key pair).
+    Machine {
+        #[command(subcommand)]
+        cmd: centres::MachineCmd,
     },
     /// The hash-chained audit log.
     Audit {
@@ -276,6 +287,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let opened = open_all(&cfg).await?;
                 let r = admin::identity_command(&cfg, &opened.repo, cmd).await;
+                opened.close().await;
+                r
+            })
+        }
+        Cmd::Machine { cmd: centres::MachineCmd::Keygen { out } } => centres::keygen(&out),
+        Cmd::Centre { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let r = centres::centre_command(&opened.repo, cmd).await;
+                opened.close().await;
+                r
+            })
+        }
+        Cmd::Machine { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(async {
+                let opened = open_all(&cfg).await?;
+                let r = centres::machine_command(&opened.repo, cmd).await;
                 opened.close().await;
                 r
             })
@@ -516,7 +548,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         if let (Some(engine), Some(queue)) = (&abis, &cfg.abis.queue) {
             tasks.spawn(tessera_abis::queue::run(std::sync::Arc::clone(engine), queue.queue(), stop_rx.clone()));
         }
-        let app = tessera_api::app_with(repo.clone(), abis);
+        let app = tessera_api::app_full(repo.clone(), abis, registration);
         tasks.spawn(async move {
             if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
