@@ -389,8 +389,9 @@ async fn errors_are_json_with_stable_codes() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
+    // Refused before authentication or parsing: the limit is checked on the declared length.
     let big = vec![b'x'; tessera_api::BODY_BYTES_MAX + 1];
-    let res = app.client.post(format!("{}/healthz", app.base)).body(big).send().await.unwrap();
+    let res = app.client.post(format!("{}/v1/identities", app.base)).body(big).send().await.unwrap();
     assert_eq!(res.status(), 413);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "body_too_large");
@@ -462,6 +463,8 @@ async fn openapi_is_valid_and_lists_every_endpoint() {
         "/v1/identities/{uin}/attachments/{ref}",
         "/v1/audit",
         "/v1/abis",
+        "/v1/packets",
+        "/v1/packets/{rid}",
     ]
     .into();
     assert_eq!(paths, expected);

@@ -271,6 +271,63 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     #[serde(default)]
     pub abis: AbisSettings,
+    #[serde(default)]
+    pub registration: RegistrationSettings,
+}
+
+/// `[registration]`: packets and the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationSettings {
+    /// Largest packet accepted, in bytes (default 5 MB, MOSIP's limit; at most 64 MiB).
+    pub packet_bytes_max: usize,
+    /// A `child` registration is for someone younger than this (years).
+    pub child_age_years: i32,
+    /// Lowest CBEFF quality score (0–100) a captured biometric may have.
+    pub quality_min: u8,
+    /// Every packet must name a supervisor assigned to its centre.
+    pub require_supervisor: bool,
+}
+
+/// Largest `registration.packet_bytes_max` (what the hybrid envelope takes).
+const PACKET_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        let d = tessera_registration::RegConfig::default();
+        RegistrationSettings {
+            packet_bytes_max: d.packet_bytes_max,
+            child_age_years: d.child_age_years,
+            quality_min: d.quality_min,
+            require_supervisor: d.require_supervisor,
+        }
+    }
+}
+
+impl RegistrationSettings {
+    #[must_use]
+    pub fn reg(&self) -> tessera_registration::RegConfig {
+        tessera_registration::RegConfig {
+            packet_bytes_max: self.packet_bytes_max,
+            child_age_years: self.child_age_years,
+            quality_min: self.quality_min,
+            require_supervisor: self.require_supervisor,
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1024..=PACKET_BYTES_LIMIT).contains(&self.packet_bytes_max) {
+            problems.push(format!("registration.packet_bytes_max must be between 1024 and {PACKET_BYTES_LIMIT}"));
+        }
+        if !(1..=18).contains(&self.child_age_years) {
+            problems.push("registration.child_age_years must be between 1 and 18".into());
+        }
+        if self.quality_min > 100 {
+            problems.push("registration.quality_min must be between 0 and 100".into());
+        }
+        problems
+    }
 }
 
 impl Default for Config {
@@ -289,6 +346,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             keystore: KeystoreConfig::default(),
             abis: AbisSettings::default(),
+            registration: RegistrationSettings::default(),
         }
     }
 }
@@ -415,6 +473,7 @@ impl Config {
             problems.push("worker.housekeeping_interval_ms must be between 100 and 3600000".into());
         }
         problems.extend(self.abis.check());
+        problems.extend(self.registration.check());
         if let Err(e) = self.schema() {
             problems.push(format!("identity_schema: {e:#}"));
         }

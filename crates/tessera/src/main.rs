@@ -528,9 +528,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // The engine serves ABIS requests (API) and the registration pipeline's de-duplication
     // (workers); with `abis.shards > 1` it holds no gallery and fans searches out.
     let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
-    let registration = abis.as_ref().map(|e| {
-        tessera_registration::Registration::new(repo.clone(), std::sync::Arc::clone(e), tessera_registration::RegConfig::default())
-    });
+    let registration =
+        abis.as_ref().map(|e| tessera_registration::Registration::new(repo.clone(), std::sync::Arc::clone(e), cfg.registration.reg()));
     if matches!(cfg.role, Role::All | Role::Worker) {
         tasks.spawn(worker::run(repo.clone(), cfg.clone(), registration.clone(), stop_rx.clone()));
     }

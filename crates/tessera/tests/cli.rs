@@ -312,7 +312,11 @@ fn keystore_lives_apart_from_its_master_key_and_rotates() {
         assert!(ok, "{err}");
         out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>()
     };
-    assert_eq!(list(dir.path()).iter().filter(|k| k["current"] == true).count(), 6);
+    assert_eq!(
+        list(dir.path()).iter().filter(|k| k["current"] == true).count(),
+        tessera_crypto::Purpose::ALL.len(),
+        "one current key per purpose"
+    );
     let (ok, out, _) = stdout_of(tessera(dir.path()).args(["keys", "rotate", "identity"]));
     assert!(ok && out.trim() == "identity.v2", "{out}");
     let keys = list(dir.path());
