@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tessera_core::id::{CentreId, MachineId};
 use tessera_crypto::{MachineKey, Purpose};
@@ -87,7 +87,7 @@ pub enum MachineCmd {
 ///
 /// # Errors
 /// The key file exists already, or cannot be written.
-pub fn keygen(out: &PathBuf) -> anyhow::Result<ExitCode> {
+pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     let key = MachineKey::create_file(out).with_context(|| format!("cannot create {}", out.display()))?;
     println!("{}", json!({ "key_file": out.display().to_string(), "public_key": STANDARD.encode(key.public_key()) }));
     Ok(ExitCode::SUCCESS)
