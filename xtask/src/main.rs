@@ -21,6 +21,8 @@ const USAGE: &str = "usage:
   cargo xtask bench abis [ARGS...]    biometric engine speed (ARGS: tessera bench abis --help)
   cargo xtask bench abis-accuracy [ARGS...]
                                       FMR/FNMR, FPIR/FNIR per modality and fused
+  cargo xtask bench dedupe [ARGS...]  demographic de-duplication: precision, recall, records/s
+                                      (ARGS: tessera bench dedupe --help)
   cargo xtask pg [-- CMD ARGS...]     start a throwaway PostgreSQL, print its URL (or run CMD with
                                       TESSERA_TEST_DATABASE_URL set), stop it on exit";
 
@@ -134,13 +136,14 @@ fn bench(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("uin-pool") => bench_uin_pool(&parse_bench_args(&args[1..])?),
         Some("idrepo") => bench_idrepo(&parse_bench_args(&args[1..])?),
-        Some(name @ ("abis" | "abis-accuracy")) => bench_abis(name, &args[1..]),
+        Some(name @ ("abis" | "abis-accuracy" | "dedupe")) => bench_abis(name, &args[1..]),
         _ => Err(format!("unknown benchmark\n{USAGE}")),
     }
 }
 
 /// Builds the release binary, runs `tessera bench NAME ARGS --json target/bench/NAME.json`
-/// (in memory, no database) and prints a table of the result.
+/// (in memory, no database) and prints a table of the result (NAME: abis, abis-accuracy,
+/// dedupe).
 fn bench_abis(name: &str, args: &[String]) -> Result<(), String> {
     run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
@@ -151,7 +154,21 @@ fn bench_abis(name: &str, args: &[String]) -> Result<(), String> {
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", out.display()))?;
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    if name == "abis" {
+    if name == "dedupe" {
+        let (m, c) = (&v["match"], &v["match_or_possible"]);
+        println!("\n| measure ({} records, seed {}, {} threads) | value |\n|---|---:|", v["records"], v["seed"], v["threads"]);
+        println!("| planted duplicate pairs / namesake pairs | {} / {} |", v["true_pairs"], v["namesake_pairs"]);
+        println!("| match: precision / recall | {:.4} / {:.4} |", f(m, "precision"), f(m, "recall"));
+        println!("| match or possible match: precision / recall | {:.4} / {:.4} |", f(c, "precision"), f(c, "recall"));
+        println!("| namesakes called match / possible match | {} / {} |", v["namesakes_as_match"], v["namesakes_as_possible"]);
+        println!(
+            "| pairs compared / all pairs | {} / {} ({:.5}%) |",
+            v["pairs_compared"],
+            v["all_pairs"],
+            100.0 * f(&v, "pairs_compared_share")
+        );
+        println!("| de-duplication | {:.2} s, {:.0} records/s |", f(&v, "dedupe_s"), f(&v, "records_per_s"));
+    } else if name == "abis" {
         let (i, fa, fi, d) = (&v["iris"], &v["face"], &v["finger"], &v["dedup"]);
         println!("\n| measure | value | limit / goal (same run) |\n|---|---:|---|");
         println!(

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("tessera-crypto", 1),
     ("tessera-store", 2),
     ("tessera-biometrics", 3),
+    ("tessera-demographics", 3),
     ("tessera-idrepo", 4),
     ("tessera-abis", 5),
     // Above the ABIS: the pipeline de-duplicates through it.

@@ -88,6 +88,20 @@ pub enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The demographic de-duplicator on a synthetic population with planted duplicates and
+    /// namesakes: precision and recall (match, and match or possible match) against the ground
+    /// truth, namesakes called matches, pairs compared beside all pairs, records/s.
+    Dedupe {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// 0: every core.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn emit(result: &serde_json::Value, json: Option<&PathBuf>) -> anyhow::Result<()> {
@@ -134,6 +148,10 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::AbisAccuracy { persons, impostors, gallery, probes, threads, json } => {
             let result =
                 tokio::task::spawn_blocking(move || crate::bench_abis::accuracy(persons, impostors, gallery, probes, threads)).await??;
+            emit(&result, json.as_ref())
+        }
+        BenchCmd::Dedupe { count, seed, threads, json } => {
+            let result = tokio::task::spawn_blocking(move || crate::dedupe::bench(count, seed, threads)).await??;
             emit(&result, json.as_ref())
         }
     }

@@ -7,6 +7,7 @@ mod bench;
 mod bench_abis;
 mod centres;
 mod config;
+mod dedupe;
 mod keys;
 mod worker;
 
@@ -126,6 +127,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SynthCmd,
     },
+    /// Demographic de-duplication of a JSON-lines file of identity records (each with an `id`):
+    /// candidate pairs with scores, decisions and per-field evidence as CSV.
+    Dedupe(dedupe::DedupeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +149,20 @@ enum SynthCmd {
         /// 0: every core.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// A reproducible synthetic demographic population as identity JSON lines (each with an
+    /// `id`), with planted duplicates (typos, transliterations, swapped names, missing fields,
+    /// date slips) and namesakes, and its ground truth (`id,person,kind,namesake_of`).
+    Demographics {
+        /// Records to write.
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        truth: PathBuf,
     },
 }
 
@@ -371,6 +389,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Synth { cmd: SynthCmd::Demographics { count, seed, output, truth } } => dedupe::synth_command(count, seed, &output, &truth),
+        Cmd::Dedupe(args) => dedupe::command(args),
         Cmd::Bench { cmd } => {
             init_logging("warn");
             runtime()?.block_on(bench::run(cmd))?;
