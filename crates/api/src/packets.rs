@@ -56,7 +56,7 @@ pub async fn upload(State(state): State<AppState>, caller: Caller, body: Bytes) 
 pub async fn status(State(state): State<AppState>, caller: Caller, Path(rid): Path<String>) -> Result<Json<Value>, ApiError> {
     caller.require(Permission::PacketRead)?;
     let reg = registration(&state)?;
-    let s = reg.status(&rid, now_ms()).await.map_err(reg_error)?;
+    let s = reg.status(&rid).await.map_err(reg_error)?;
     Ok(Json(serde_json::to_value(s).unwrap_or(Value::Null)))
 }
 

@@ -53,6 +53,18 @@ impl Actor {
     pub fn system() -> Self {
         Actor { id: "system".into(), request_id: String::new() }
     }
+
+    /// An audit event of this actor's.
+    #[must_use]
+    pub fn event(&self, action: &'static str, target: &str, outcome: &str) -> audit::Event {
+        audit::Event {
+            actor: self.id.clone(),
+            action,
+            target: target.to_owned(),
+            outcome: outcome.to_owned(),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 /// Errors of the repository. None carries personal data: field errors name paths and codes.

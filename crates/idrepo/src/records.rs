@@ -112,7 +112,9 @@ fn attachment_aad(id: &str, field: &str, r#ref: &str) -> Vec<u8> {
     format!("tessera-identity-1/{id}/attachment/{field}/{ref}").into_bytes()
 }
 
-pub(crate) fn today(now: UnixMillis) -> time::Date {
+/// The UTC date of a moment (the "today" that dates of birth are checked against).
+#[must_use]
+pub fn today(now: UnixMillis) -> time::Date {
     time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000)).map_or(time::Date::MIN, time::OffsetDateTime::date)
 }
 
@@ -553,7 +555,7 @@ impl IdRepo {
 }
 
 pub(crate) fn event(actor: &Actor, action: &'static str, target: &str, outcome: &str) -> Event {
-    Event { actor: actor.id.clone(), action, target: target.to_owned(), outcome: outcome.to_owned(), request_id: actor.request_id.clone() }
+    actor.event(action, target, outcome)
 }
 
 /// RFC 7396 JSON merge patch.

@@ -32,7 +32,7 @@ use tessera_core::schema::FieldType;
 use tessera_core::{Rid, Uin};
 use tessera_crypto::Purpose;
 use tessera_crypto::digest::sha256;
-use tessera_idrepo::records::NewRecord;
+use tessera_idrepo::records::{NewRecord, today};
 use tessera_idrepo::{Actor, IdRepo, RepoError};
 use tessera_store::jobs::{self, JobKind};
 use tessera_store::registration::{self as rows, CandidateRow, NewPacket, PacketRow, PacketUpdate};
@@ -193,8 +193,7 @@ impl Registration {
         }
         rows::add_event(&mut tx, &new.rid, "upload", "accepted", None, None, now).await?;
         queue(&mut tx, &new.rid, Stage::Validate, "", now).await?;
-        tessera_idrepo::audit::append(&mut tx, &**self.repo().keystore(), &[audit_event(actor, "packet.upload", &new.rid, "ok")], now)
-            .await?;
+        tessera_idrepo::audit::append(&mut tx, &**self.repo().keystore(), &[actor.event("packet.upload", &new.rid, "ok")], now).await?;
         tx.commit().await?;
         Ok(Accepted { rid: new.rid, status: "processing".into(), already: false })
     }
@@ -220,8 +219,7 @@ impl Registration {
     ///
     /// # Errors
     /// `NotFound`; storage and repository errors.
-    pub async fn status(&self, rid: &str, now: UnixMillis) -> Result<Status> {
-        let _ = now;
+    pub async fn status(&self, rid: &str) -> Result<Status> {
         let db = self.repo().db();
         let row = rows::packet(db, rid).await?.ok_or(RegError::NotFound)?;
         let uin = match (&row.identity_id, row.status.as_str()) {
@@ -362,13 +360,13 @@ impl Registration {
                 return Ok(Err(("packet_file_missing", spec.id.clone())));
             }
         }
-        if let Err(v) = self.check_biometrics(p) {
-            return Ok(Err(v));
-        }
+        let has_bio = match self.check_biometrics(p) {
+            Ok(set) => set.is_some(),
+            Err(v) => return Ok(Err(v)),
+        };
         if !p.manifest.exceptions.is_empty() && !p.manifest.files.iter().any(|f| f.kind == FileKind::ExceptionPhoto) {
             return Ok(Err(("exception_photo_missing", String::new())));
         }
-        let has_bio = templates(p).is_some_and(|t| t.is_ok());
         match m.flow {
             Flow::New | Flow::Lost if !has_bio && m.exceptions.is_empty() => return Ok(Err(("biometrics_missing", String::new()))),
             Flow::Lost if !has_bio => return Ok(Err(("biometrics_missing", String::new()))),
@@ -392,10 +390,10 @@ impl Registration {
         Ok(Ok(()))
     }
 
-    /// The biometrics file, when there is one, parses, yields templates, and every record's
-    /// quality reaches the minimum.
-    fn check_biometrics(&self, p: &Packet) -> Verdict<()> {
-        let Some(file) = p.manifest.files.iter().find(|f| f.kind == FileKind::Biometrics) else { return Ok(()) };
+    /// The biometrics file, when there is one, parses, yields templates (returned), and every
+    /// record's quality reaches the minimum.
+    fn check_biometrics(&self, p: &Packet) -> Verdict<Option<TemplateSet>> {
+        let Some(file) = p.manifest.files.iter().find(|f| f.kind == FileKind::Biometrics) else { return Ok(None) };
         let birs = cbeff::parse(&p.files[&file.name]).map_err(|_| ("biometrics_invalid", String::new()))?;
         for (i, b) in birs.iter().enumerate() {
             if let Some(q) = &b.bdb_info.quality {
@@ -408,8 +406,7 @@ impl Registration {
                 }
             }
         }
-        TemplateSet::from_birs(&birs).map_err(|e| ("biometrics_unusable", e.to_string()))?;
-        Ok(())
+        TemplateSet::from_birs(&birs).map(Some).map_err(|e| ("biometrics_unusable", e.to_string()))
     }
 
     /// A UIN that must name a living identity here.
@@ -426,11 +423,12 @@ impl Registration {
 
     async fn bio_dedupe(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
         let mut found = Vec::new();
-        let outcome = match templates(p) {
-            None | Some(Err(_)) => "skipped",
-            Some(Ok(set)) => {
+        let set = templates(p);
+        let outcome = match &set {
+            None => "skipped",
+            Some(set) => {
                 let reference = row.abis_ref.clone().unwrap_or_else(|| abis_ref(&row.rid));
-                let answer = self.inner.abis.insert_set(&format!("{reference}-insert"), &reference, &set, now).await;
+                let answer = self.inner.abis.insert_set(&format!("{reference}-insert"), &reference, set, now).await;
                 if answer.return_value != "1" {
                     return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
                 }
@@ -466,7 +464,7 @@ impl Registration {
             return Ok(StageRun::Done);
         }
         rows::put_candidates(&mut tx, &row.rid, "bio", &found).await?;
-        let reference = templates(p).is_some_and(|t| t.is_ok()).then(|| abis_ref(&row.rid));
+        let reference = set.is_some().then(|| abis_ref(&row.rid));
         let u = PacketUpdate { stage: Some(Stage::Decide.as_str()), abis_ref: reference.as_deref(), ..Default::default() };
         rows::update_packet(&mut tx, &row.rid, &u, now).await?;
         rows::add_event(&mut tx, &row.rid, "bio_dedupe", outcome, None, Some(&format!("candidates={}", found.len())), now).await?;
@@ -511,9 +509,9 @@ impl Registration {
         let best_match = hits.iter().find(|(_, c)| c.decision == "match");
         let flow = p.manifest.flow;
         match (flow, best_match) {
-            (Flow::Lost, Some((id, c))) => self.finish(row, "found", Some(id), Some(&c.candidate_rid), "found", now).await,
+            (Flow::Lost, Some((id, c))) => self.finish(row, "found", Some(id), Some(c.candidate_rid.as_str()), "found", now).await,
             (Flow::Lost, None) => self.finish(row, "rejected", None, None, "lost_not_found", now).await,
-            (_, Some((id, c))) => self.finish(row, "duplicate", Some(id), Some(&c.candidate_rid), "duplicate", now).await,
+            (_, Some((id, c))) => self.finish(row, "duplicate", Some(id), Some(c.candidate_rid.as_str()), "duplicate", now).await,
             (_, None) if !hits.is_empty() => self.to_adjudication(row, now).await,
             (_, None) => {
                 let mut tx = db.begin().await?;
@@ -555,12 +553,13 @@ impl Registration {
 
     /// A final outcome other than issuing: the registration's own ABIS reference is deleted
     /// first (it must not become anyone's candidate), then the state is committed.
+    /// `detail` is shown in the history beside the code (the candidate's RID, or what was wrong).
     async fn finish(
         &self,
         row: &PacketRow,
         status: &str,
         identity: Option<&String>,
-        of_rid: Option<&String>,
+        detail: Option<&str>,
         code: &str,
         now: UnixMillis,
     ) -> Result<StageRun> {
@@ -585,7 +584,7 @@ impl Registration {
         };
         rows::update_packet(&mut tx, &row.rid, &u, now).await?;
         rows::delete_demo_keys(&mut tx, &row.rid).await?;
-        rows::add_event(&mut tx, &row.rid, &current.stage, status, Some(code), of_rid.map(String::as_str), now).await?;
+        rows::add_event(&mut tx, &row.rid, &current.stage, status, Some(code), detail, now).await?;
         tx.commit().await?;
         Ok(StageRun::Done)
     }
@@ -594,12 +593,7 @@ impl Registration {
     async fn reject(&self, row: &PacketRow, stage: Stage, code: &str, detail: &str, now: UnixMillis) -> Result<()> {
         tracing::info!(stage = stage.as_str(), code, "packet rejected");
         let detail = (!detail.is_empty()).then_some(detail);
-        let _ = self.finish(row, "rejected", None, None, code, now).await?;
-        if let Some(d) = detail {
-            let mut tx = self.repo().db().begin().await?;
-            rows::add_event(&mut tx, &row.rid, stage.as_str(), "detail", Some(code), Some(d), now).await?;
-            tx.commit().await?;
-        }
+        self.finish(row, "rejected", None, detail, code, now).await?;
         Ok(())
     }
 
@@ -697,13 +691,11 @@ async fn packets_by_abis_ref(db: &tessera_store::Db, refs: &[String]) -> Result<
     Ok(rows::packets_by_abis_ref(db, refs).await?.into_iter().collect())
 }
 
-fn templates(p: &Packet) -> Option<std::result::Result<TemplateSet, ()>> {
+/// The packet's templates (validation has checked they parse: a packet whose biometrics do not
+/// never gets past it).
+fn templates(p: &Packet) -> Option<TemplateSet> {
     let file = p.manifest.files.iter().find(|f| f.kind == FileKind::Biometrics)?;
-    Some(cbeff::parse(&p.files[&file.name]).map_err(|_| ()).and_then(|b| TemplateSet::from_birs(&b).map_err(|_| ())))
-}
-
-fn today(now: UnixMillis) -> time::Date {
-    time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000)).map_or(time::Date::MIN, time::OffsetDateTime::date)
+    cbeff::parse(&p.files[&file.name]).ok().and_then(|b| TemplateSet::from_birs(&b).ok())
 }
 
 fn parse_date(s: &str) -> Option<time::Date> {
@@ -716,14 +708,4 @@ fn age_years(born: time::Date, today: time::Date) -> i32 {
         age -= 1;
     }
     age
-}
-
-fn audit_event(actor: &Actor, action: &'static str, target: &str, outcome: &str) -> tessera_idrepo::audit::Event {
-    tessera_idrepo::audit::Event {
-        actor: actor.id.clone(),
-        action,
-        target: target.to_owned(),
-        outcome: outcome.to_owned(),
-        request_id: actor.request_id.clone(),
-    }
 }

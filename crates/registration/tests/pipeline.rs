@@ -133,7 +133,7 @@ impl Fixture {
     }
 
     async fn status(&self, seq: u32) -> tessera_registration::pipeline::Status {
-        self.reg.status(&rid(seq).to_string(), NOW).await.unwrap()
+        self.reg.status(&rid(seq).to_string()).await.unwrap()
     }
 }
 
