@@ -199,43 +199,38 @@ async fn handle(
     job: &Leased,
     shard: Option<&ShardGallery>,
 ) -> Result<Option<i64>, String> {
-    if job.kind == JobKind::PacketStage {
-        let Some(r) = registration else { return Err("this worker runs no registration pipeline (abis.enabled is off)".to_owned()) };
-        return match r.run_stage(&job.payload, now_ms()).await {
-            Ok(StageRun::Done) => Ok(None),
-            Ok(StageRun::Later(ms)) => Ok(Some(ms)),
-            Err(e) => Err(format!("{}: {e}", e.code())),
-        };
-    }
-    handle_other(repo, cfg, job, shard).await.map(|()| None)
-}
-
-async fn handle_other(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&ShardGallery>) -> Result<(), String> {
     let db: &Db = repo.db();
     match job.kind {
-        JobKind::PacketStage => Err("packet stages are run by `handle`".to_owned()),
+        JobKind::PacketStage => {
+            let Some(r) = registration else { return Err("this worker runs no registration pipeline (abis.enabled is off)".to_owned()) };
+            match r.run_stage(&job.payload, now_ms()).await {
+                Ok(StageRun::Done) => Ok(None),
+                Ok(StageRun::Later(ms)) => Ok(Some(ms)),
+                Err(e) => Err(format!("{}: {e}", e.code())),
+            }
+        }
         JobKind::UinPoolRefill => {
             let batch = job.payload["batch"].as_u64().and_then(|b| u32::try_from(b).ok()).unwrap_or(cfg.uin_pool.refill_batch);
             let mut rng = rand::rngs::StdRng::from_os_rng();
-            uin_pool::refill(db, &cfg.uin, &mut rng, batch, now_ms()).await.map(|_| ()).map_err(|e| e.to_string())
+            uin_pool::refill(db, &cfg.uin, &mut rng, batch, now_ms()).await.map(|_| None).map_err(|e| e.to_string())
         }
         JobKind::RewrapKeys => {
             let n = repo.rewrap_keys(target_key(job)?).await.map_err(|e| e.to_string())?;
             tracing::info!(rewrapped = n, "data keys re-wrapped under the current identity key");
-            Ok(())
+            Ok(None)
         }
         JobKind::ReindexLookups => {
             let n = repo.reindex_lookups(target_key(job)?).await.map_err(|e| e.to_string())?;
             tracing::info!(identities = n, "lookup digests moved to the current lookup key");
-            Ok(())
+            Ok(None)
         }
         JobKind::DestroyDataKey => {
             let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
-            repo.destroy_data_key(id).await.map(|_| ()).map_err(|e| e.to_string())
+            repo.destroy_data_key(id).await.map(|_| None).map_err(|e| e.to_string())
         }
         JobKind::AbisDestroyKey => {
             let id = job.payload["identity_id"].as_str().ok_or("payload without identity_id")?;
-            repo.destroy_sealed(id).await.map(|_| ()).map_err(|e| e.to_string())
+            repo.destroy_sealed(id).await.map(|_| None).map_err(|e| e.to_string())
         }
         JobKind::AbisSearchShard => {
             let Some(g) = shard else { return Err("this worker holds no ABIS shard".to_owned()) };
@@ -250,7 +245,7 @@ async fn handle_other(repo: &IdRepo, cfg: &Config, job: &Leased, shard: Option<&
                     tracing::error!(code = e.code(), "cannot report a failed shard search");
                 }
             }
-            outcome
+            outcome.map(|()| None)
         }
     }
 }
