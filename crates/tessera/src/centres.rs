@@ -182,14 +182,7 @@ pub async fn machine_command(repo: &IdRepo, cmd: MachineCmd) -> anyhow::Result<E
             }
         }
         MachineCmd::Certificate => {
-            let ks = repo.keystore();
-            let der = ks.certificate(ks.current(Purpose::Registration))?;
-            let b64 = STANDARD.encode(der);
-            println!("-----BEGIN CERTIFICATE-----");
-            for chunk in b64.as_bytes().chunks(64) {
-                println!("{}", String::from_utf8_lossy(chunk));
-            }
-            println!("-----END CERTIFICATE-----");
+            println!("{}", crate::keys::certificate_pem(&**repo.keystore(), Purpose::Registration)?);
         }
     }
     Ok(ExitCode::SUCCESS)

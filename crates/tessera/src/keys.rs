@@ -160,3 +160,15 @@ fn write_new_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     f.write_all(key.to_base64().as_bytes()).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }
+
+/// The X.509 certificate (PEM) of `purpose`'s current key.
+///
+/// # Errors
+/// The keystore has no certificate for the purpose.
+pub fn certificate_pem(ks: &dyn Keystore, purpose: tessera_crypto::Purpose) -> anyhow::Result<String> {
+    let der =
+        ks.certificate(ks.current(purpose)).map_err(|e| anyhow::anyhow!("no certificate for {} keys ({})", purpose.as_str(), e.code()))?;
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+    let body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    Ok(format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----", body.join("\n")))
+}

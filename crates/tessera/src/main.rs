@@ -289,57 +289,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Token { cmd } => {
-            let cfg = Config::load(&over, None, None)?;
-            init_logging("warn");
-            runtime()?.block_on(async {
-                let opened = open_all(&cfg).await?;
-                let r = admin::token_command(&opened.repo, cmd).await;
-                opened.close().await;
-                r
-            })
-        }
-        Cmd::Identity { cmd } => {
-            let cfg = Config::load(&over, None, None)?;
-            init_logging("warn");
-            runtime()?.block_on(async {
-                let opened = open_all(&cfg).await?;
-                let r = admin::identity_command(&cfg, &opened.repo, cmd).await;
-                opened.close().await;
-                r
-            })
-        }
+        Cmd::Token { cmd } => with_repo(&over, async move |_, repo| admin::token_command(repo, cmd).await),
+        Cmd::Identity { cmd } => with_repo(&over, async move |cfg, repo| admin::identity_command(cfg, repo, cmd).await),
         Cmd::Machine { cmd: centres::MachineCmd::Keygen { out } } => centres::keygen(&out),
-        Cmd::Centre { cmd } => {
-            let cfg = Config::load(&over, None, None)?;
-            init_logging("warn");
-            runtime()?.block_on(async {
-                let opened = open_all(&cfg).await?;
-                let r = centres::centre_command(&opened.repo, cmd).await;
-                opened.close().await;
-                r
-            })
-        }
-        Cmd::Machine { cmd } => {
-            let cfg = Config::load(&over, None, None)?;
-            init_logging("warn");
-            runtime()?.block_on(async {
-                let opened = open_all(&cfg).await?;
-                let r = centres::machine_command(&opened.repo, cmd).await;
-                opened.close().await;
-                r
-            })
-        }
-        Cmd::Audit { cmd } => {
-            let cfg = Config::load(&over, None, None)?;
-            init_logging("warn");
-            runtime()?.block_on(async {
-                let opened = open_all(&cfg).await?;
-                let r = admin::audit_command(&opened.repo, cmd).await;
-                opened.close().await;
-                r
-            })
-        }
+        Cmd::Centre { cmd } => with_repo(&over, async move |_, repo| centres::centre_command(repo, cmd).await),
+        Cmd::Machine { cmd } => with_repo(&over, async move |_, repo| centres::machine_command(repo, cmd).await),
+        Cmd::Audit { cmd } => with_repo(&over, async move |_, repo| admin::audit_command(repo, cmd).await),
         Cmd::Uin { cmd: UinCmd::Id(cmd) } => {
             let cfg = Config::load(&over, None, None)?;
             id_command(cmd, &cfg.uin, "UIN", |r, rng| Uin::generate(r, rng).map(|u| u.expose().to_owned()))
@@ -468,6 +423,18 @@ impl Opened {
         self.repo.vault().close().await;
         self.repo.db().close().await;
     }
+}
+
+/// Runs a command that needs the repository: opens everything, runs `f`, closes.
+fn with_repo<T>(over: &Overrides, f: impl AsyncFnOnce(&Config, &tessera_idrepo::IdRepo) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let cfg = Config::load(over, None, None)?;
+    init_logging("warn");
+    runtime()?.block_on(async {
+        let opened = open_all(&cfg).await?;
+        let r = f(&cfg, &opened.repo).await;
+        opened.close().await;
+        r
+    })
 }
 
 async fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
@@ -710,12 +677,7 @@ async fn keys_command(cfg: &Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Certificate { purpose } => {
             let purpose = tessera_crypto::Purpose::parse(&purpose).map_err(|_| anyhow::anyhow!("unknown purpose {purpose:?}"))?;
-            let der = ks
-                .certificate(ks.current(purpose))
-                .map_err(|e| anyhow::anyhow!("no certificate for {} keys ({})", purpose.as_str(), e.code()))?;
-            let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
-            let body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-            println!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----", body.join("\n"));
+            println!("{}", keys::certificate_pem(&*ks, purpose)?);
         }
     }
     Ok(())
