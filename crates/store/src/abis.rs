@@ -2,7 +2,7 @@
 //! idempotency) and searches fanned out to shard workers. Opaque bytes and ids only: sealing and
 //! opening happen above, in the identity repository.
 
-use crate::identities::{conflict, placeholders, rows_per_statement};
+use crate::identities::conflict;
 use crate::{Db, Result, StoreError, Tx, UnixMillis};
 
 /// One gallery reference as stored.
@@ -157,19 +157,11 @@ pub async fn prune_changes(db: &Db, before: UnixMillis) -> Result<u64> {
 /// # Errors
 /// Database errors.
 pub async fn references_by_seq(db: &Db, seqs: &[i64]) -> Result<Vec<ReferenceRow>> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(rows_per_statement(1)) {
-        let sql = format!("SELECT seq, id, reference_id, templates FROM abis_references WHERE seq IN ({}) ORDER BY seq", list(chunk.len()));
-        let rows: Vec<RefTuple> = crate::on!(db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for s in chunk {
-                q = q.bind(*s);
-            }
-            q.fetch_all(p).await
-        })?;
-        out.extend(rows.into_iter().map(reference_row));
-    }
-    Ok(out)
+    let mut rows = crate::select_in!(db, RefTuple, seqs, |list| format!(
+        "SELECT seq, id, reference_id, templates FROM abis_references WHERE seq IN {list}"
+    ));
+    rows.sort_unstable_by_key(|r| r.0);
+    Ok(rows.into_iter().map(reference_row).collect())
 }
 
 /// # Errors
@@ -213,19 +205,7 @@ pub async fn page(db: &Db, shard: i64, shards: i64, after: i64, limit: i64) -> R
 /// # Errors
 /// Database errors.
 pub async fn reference_ids(db: &Db, seqs: &[i64]) -> Result<Vec<(i64, String)>> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(rows_per_statement(1)) {
-        let sql = format!("SELECT seq, reference_id FROM abis_references WHERE seq IN ({})", list(chunk.len()));
-        let rows: Vec<(i64, String)> = crate::on!(db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for s in chunk {
-                q = q.bind(*s);
-            }
-            q.fetch_all(p).await
-        })?;
-        out.extend(rows);
-    }
-    Ok(out)
+    Ok(crate::select_in!(db, (i64, String), seqs, |list| format!("SELECT seq, reference_id FROM abis_references WHERE seq IN {list}")))
 }
 
 /// `(reference_id, seq)` of the given reference ids that exist.
@@ -233,24 +213,9 @@ pub async fn reference_ids(db: &Db, seqs: &[i64]) -> Result<Vec<(i64, String)>> 
 /// # Errors
 /// Database errors.
 pub async fn seqs(db: &Db, reference_ids: &[String]) -> Result<Vec<(String, i64)>> {
-    let mut out = Vec::with_capacity(reference_ids.len());
-    for chunk in reference_ids.chunks(rows_per_statement(1)) {
-        let sql = format!("SELECT reference_id, seq FROM abis_references WHERE reference_id IN ({})", list(chunk.len()));
-        let rows: Vec<(String, i64)> = crate::on!(db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for r in chunk {
-                q = q.bind(r);
-            }
-            q.fetch_all(p).await
-        })?;
-        out.extend(rows);
-    }
-    Ok(out)
-}
-
-/// `$1,$2,…,$n`.
-fn list(n: usize) -> String {
-    placeholders(n, 1).replace(['(', ')'], "")
+    Ok(crate::select_in!(db, (String, i64), reference_ids, |list| format!(
+        "SELECT reference_id, seq FROM abis_references WHERE reference_id IN {list}"
+    )))
 }
 
 /// References in the gallery.

@@ -48,6 +48,30 @@ macro_rules! on_tx {
     };
 }
 
+/// `SELECT`s rows of type `$ty` for a list of keys, a bounded number of binds per statement:
+/// `$sql` is a closure-like `|list| format!(… IN {list} …)` where `list` is `($1,…,$n)`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! select_in {
+    ($db:expr, $ty:ty, $keys:expr, |$list:ident| $sql:expr) => {{
+        let keys = $keys;
+        let mut out: Vec<$ty> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks($crate::identities::rows_per_statement(1)) {
+            let $list = $crate::identities::placeholders(1, chunk.len());
+            let sql: String = $sql;
+            let rows: Vec<$ty> = $crate::on!($db, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for k in chunk {
+                    q = q.bind(k);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(rows);
+        }
+        out
+    }};
+}
+
 /// Which SQL engine a `Db` talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -57,14 +57,14 @@ pub async fn insert_centre(db: &Db, id: &str, name: &str, now: UnixMillis) -> Re
 /// # Errors
 /// Database errors (an unknown status violates the table's CHECK).
 pub async fn set_centre_status(db: &Db, id: &str, status: &str, now: UnixMillis) -> Result<bool> {
+    set_status(db, "reg_centres", id, status, now).await
+}
+
+/// `table` is one of ours, never input.
+async fn set_status(db: &Db, table: &'static str, id: &str, status: &str, now: UnixMillis) -> Result<bool> {
+    let sql = format!("UPDATE {table} SET status = $2, updated_at_ms = $3 WHERE id = $1");
     let n = crate::on!(db, p => {
-        sqlx::query("UPDATE reg_centres SET status = $2, updated_at_ms = $3 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(status).bind(now).execute(p).await.map(|r| r.rows_affected())
     })?;
     Ok(n == 1)
 }
@@ -115,16 +115,7 @@ pub async fn insert_machine(db: &Db, id: &str, centre_id: &str, public_key: &[u8
 /// # Errors
 /// Database errors.
 pub async fn set_machine_status(db: &Db, id: &str, status: &str, now: UnixMillis) -> Result<bool> {
-    let n = crate::on!(db, p => {
-        sqlx::query("UPDATE reg_machines SET status = $2, updated_at_ms = $3 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
-    Ok(n == 1)
+    set_status(db, "reg_machines", id, status, now).await
 }
 
 type MachineTuple = (String, String, Vec<u8>, String, i64);
@@ -377,19 +368,8 @@ pub async fn packet_for_update(tx: &mut Tx, rid: &str) -> Result<Option<PacketRo
 /// # Errors
 /// Database errors.
 pub async fn packets_by_rid(db: &Db, rids: &[String]) -> Result<Vec<PacketRow>> {
-    let mut out = Vec::with_capacity(rids.len());
-    for chunk in rids.chunks(rows_per_statement(1)) {
-        let sql = format!("SELECT {PACKET_COLUMNS} FROM packets WHERE rid IN {}", placeholders(1, chunk.len()));
-        let rows: Vec<PacketTuple> = crate::on!(db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for r in chunk {
-                q = q.bind(r);
-            }
-            q.fetch_all(p).await
-        })?;
-        out.extend(rows.into_iter().map(packet_row));
-    }
-    Ok(out)
+    let rows = crate::select_in!(db, PacketTuple, rids, |list| format!("SELECT {PACKET_COLUMNS} FROM packets WHERE rid IN {list}"));
+    Ok(rows.into_iter().map(packet_row).collect())
 }
 
 /// `(abis_ref, rid)` of the packets with these ABIS reference ids.
@@ -397,19 +377,7 @@ pub async fn packets_by_rid(db: &Db, rids: &[String]) -> Result<Vec<PacketRow>> 
 /// # Errors
 /// Database errors.
 pub async fn packets_by_abis_ref(db: &Db, refs: &[String]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::with_capacity(refs.len());
-    for chunk in refs.chunks(rows_per_statement(1)) {
-        let sql = format!("SELECT abis_ref, rid FROM packets WHERE abis_ref IN {}", placeholders(1, chunk.len()));
-        let rows: Vec<(String, String)> = crate::on!(db, p => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for r in chunk {
-                q = q.bind(r);
-            }
-            q.fetch_all(p).await
-        })?;
-        out.extend(rows);
-    }
-    Ok(out)
+    Ok(crate::select_in!(db, (String, String), refs, |list| format!("SELECT abis_ref, rid FROM packets WHERE abis_ref IN {list}")))
 }
 
 /// Packets in `status` (or all), oldest first, after arrival number `after`.
