@@ -7,6 +7,7 @@
 //! so an identifier in a URL never reaches a log line or a metric label.
 
 mod abis;
+mod adjudications;
 mod auth;
 pub mod error;
 mod health;
@@ -63,7 +64,7 @@ pub struct AppState {
         (name = "identities", description = "The identity repository (bearer token with a role)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "abis", description = "MOSIP's ABIS API over HTTP (role abis_client)"),
-        (name = "registration", description = "Registration packets: upload and status"),
+        (name = "registration", description = "Registration packets: upload and status; adjudication of doubtful cases"),
     ),
     modifiers(&BearerAuth),
 )]
@@ -109,6 +110,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(identities::attachment))
         .routes(routes!(identities::audit_log))
         .routes(routes!(abis::request))
+        .routes(routes!(adjudications::list))
+        .routes(routes!(adjudications::get))
+        .routes(routes!(adjudications::decide))
 }
 
 /// Routes whose bodies are packets, with their own (larger) body limit.

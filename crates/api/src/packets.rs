@@ -17,7 +17,7 @@ use tessera_store::now_ms;
 /// Largest upload: MOSIP's 5 MB packet limit; `registration.packet_bytes_max` may lower it.
 pub const PACKET_BODY_MAX: usize = tessera_registration::packet::PACKET_BYTES_DEFAULT;
 
-fn registration(state: &AppState) -> Result<&tessera_registration::Registration, ApiError> {
+pub(crate) fn registration(state: &AppState) -> Result<&tessera_registration::Registration, ApiError> {
     state
         .registration
         .as_ref()
@@ -61,7 +61,7 @@ pub async fn status(State(state): State<AppState>, caller: Caller, Path(rid): Pa
 }
 
 /// The one mapping of registration errors to HTTP.
-fn reg_error(e: RegError) -> ApiError {
+pub(crate) fn reg_error(e: RegError) -> ApiError {
     let code = e.code();
     match e {
         RegError::Packet(p) => match p.code() {
@@ -73,7 +73,9 @@ fn reg_error(e: RegError) -> ApiError {
             ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
         }
         RegError::PacketConflict => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
-        RegError::NotFound => ApiError::new(StatusCode::NOT_FOUND, code, e.to_string()),
+        RegError::NotFound | RegError::CaseNotFound => ApiError::new(StatusCode::NOT_FOUND, code, e.to_string()),
+        RegError::CaseDecided => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
+        RegError::CaseUinNotCandidate => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()),
         RegError::BadRequest(_) => ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()),
         RegError::Repo(r) => r.into(),
         RegError::Store(s) => s.into(),

@@ -544,7 +544,18 @@ async fn packets_over_http(db_url: &str) {
     let reused = draft(1, "Someone Else").seal(&key, &recipient, PACKET_BYTES_DEFAULT).unwrap();
     assert_eq!(code_of(post(&operator, reused).await.unwrap()).await, (409, "packet_conflict".into()));
     assert_eq!(code_of(post(&operator, b"junk".to_vec()).await.unwrap()).await, (400, "packet_malformed".into()));
-    assert_eq!(code_of(post(&operator, vec![0; 64 * 1024 + 1]).await.unwrap()).await.0, 413);
+    // On a connection of its own: the server closes a connection whose body it refused unread,
+    // and a pooled connection reused after it would fail the next request.
+    let once = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let over = once
+        .post(format!("{}/v1/packets", app.base))
+        .bearer_auth(&operator)
+        .header("content-type", "application/octet-stream")
+        .body(vec![0; 64 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code_of(over).await.0, 413);
     let res = app.client.post(format!("{}/v1/packets", app.base)).body(packet.clone()).send().await.unwrap();
     assert_eq!(code_of(res).await, (401, "token_missing".into()));
     let auditor = app.token(Role::Auditor).await;
@@ -552,4 +563,20 @@ async fn packets_over_http(db_url: &str) {
     assert_eq!(code_of(app.req(M::GET, &format!("/v1/packets/{rid}"), &auditor).send().await.unwrap()).await, (403, "forbidden".into()));
     let missing = app.req(M::GET, "/v1/packets/10001200010000920261207090000", &operator).send().await.unwrap();
     assert_eq!(code_of(missing).await, (404, "packet_not_found".into()));
+
+    // Adjudication: adjudicators only; every refusal with its code (the decisions themselves
+    // are exercised end to end in the registration pipeline's tests).
+    let adjudicator = app.token(Role::Adjudicator).await;
+    assert_eq!(code_of(app.req(M::GET, "/v1/adjudications", &operator).send().await.unwrap()).await, (403, "forbidden".into()));
+    let cases: Value = app.req(M::GET, "/v1/adjudications", &adjudicator).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cases["cases"], serde_json::json!([]));
+    let bogus = app.req(M::GET, "/v1/adjudications?state=bogus", &adjudicator).send().await.unwrap();
+    assert_eq!(code_of(bogus).await, (400, "bad_request".into()));
+    let unknown = app.req(M::GET, "/v1/adjudications/no-such-case", &adjudicator).send().await.unwrap();
+    assert_eq!(code_of(unknown).await, (404, "adjudication_not_found".into()));
+    let decide = |body: Value| app.req(M::POST, "/v1/adjudications/no-such-case/decision", &adjudicator).json(&body).send();
+    let res = decide(serde_json::json!({"decision": "duplicate", "reason": "same person"})).await.unwrap();
+    assert_eq!(code_of(res).await, (400, "bad_request".into()));
+    let res = decide(serde_json::json!({"decision": "not_duplicate", "reason": "someone else"})).await.unwrap();
+    assert_eq!(code_of(res).await, (404, "adjudication_not_found".into()));
 }

@@ -53,6 +53,8 @@ pub enum Permission {
     PacketUpload,
     /// See a packet's status and history (and the UIN once issued).
     PacketRead,
+    /// See adjudication cases (a registration beside its candidates; audited) and decide them.
+    Adjudicate,
 }
 
 impl Role {
@@ -86,7 +88,7 @@ impl Role {
             Role::Supervisor => {
                 matches!(p, P::IdentityCreate | P::IdentityRead | P::IdentityUpdate | P::IdentityHistory | P::PacketUpload | P::PacketRead)
             }
-            Role::Adjudicator => matches!(p, P::IdentityRead | P::IdentityHistory | P::PacketRead),
+            Role::Adjudicator => matches!(p, P::IdentityRead | P::IdentityHistory | P::PacketRead | P::Adjudicate),
             Role::Auditor => matches!(p, P::IdentityHistory | P::AuditRead),
             Role::AbisClient => matches!(p, P::AbisRequest),
         }

@@ -2,8 +2,12 @@
 //! a registration client seals; the upload; the pipeline that validates, de-duplicates and
 //! issues; adjudication of doubtful cases.
 
+pub mod adjudication;
+mod demo;
 pub mod packet;
 pub mod pipeline;
+
+pub use demo::DEMO_CANDIDATES_MAX;
 
 pub use packet::{Flow, PacketError};
 pub use pipeline::{Registration, StageRun};
@@ -48,6 +52,12 @@ pub enum RegError {
     PacketConflict,
     #[error("no packet with this RID")]
     NotFound,
+    #[error("no adjudication case with this id")]
+    CaseNotFound,
+    #[error("the adjudication case has been decided already")]
+    CaseDecided,
+    #[error("the UIN is not one of the case's candidates")]
+    CaseUinNotCandidate,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error(transparent)]
@@ -75,6 +85,9 @@ impl RegError {
             RegError::CentreInactive => "centre_inactive",
             RegError::PacketConflict => "packet_conflict",
             RegError::NotFound => "packet_not_found",
+            RegError::CaseNotFound => "adjudication_not_found",
+            RegError::CaseDecided => "adjudication_decided",
+            RegError::CaseUinNotCandidate => "adjudication_uin_not_candidate",
             RegError::BadRequest(_) => "bad_request",
             RegError::Repo(e) => e.code(),
             RegError::Store(e) => e.code(),

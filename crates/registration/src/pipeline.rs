@@ -32,6 +32,7 @@ use tessera_core::schema::FieldType;
 use tessera_core::{Rid, Uin};
 use tessera_crypto::Purpose;
 use tessera_crypto::digest::sha256;
+use tessera_demographics::Matcher;
 use tessera_idrepo::records::{NewRecord, today};
 use tessera_idrepo::{Actor, IdRepo, RepoError};
 use tessera_store::jobs::{self, JobKind};
@@ -48,6 +49,7 @@ pub const WAIT_ADJUDICATION_MS: i64 = 60_000;
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Validate,
+    DemoDedupe,
     BioDedupe,
     Decide,
     Issue,
@@ -60,6 +62,7 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Validate => "validate",
+            Stage::DemoDedupe => "demo_dedupe",
             Stage::BioDedupe => "bio_dedupe",
             Stage::Decide => "decide",
             Stage::Issue => "issue",
@@ -68,7 +71,9 @@ impl Stage {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Stage::Validate, Stage::BioDedupe, Stage::Decide, Stage::Issue, Stage::Done].into_iter().find(|x| x.as_str() == s)
+        [Stage::Validate, Stage::DemoDedupe, Stage::BioDedupe, Stage::Decide, Stage::Issue, Stage::Done]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
@@ -84,7 +89,7 @@ pub enum StageRun {
 /// Final states: nothing more happens to the packet.
 const FINAL: &[&str] = &["issued", "updated", "found", "duplicate", "rejected"];
 
-fn is_final(status: &str) -> bool {
+pub(crate) fn is_final(status: &str) -> bool {
     FINAL.contains(&status)
 }
 
@@ -125,23 +130,31 @@ pub struct Event {
 /// The registration service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     repo: IdRepo,
-    abis: Arc<Engine>,
+    pub(crate) abis: Arc<Engine>,
     cfg: RegConfig,
+    pub(crate) matcher: Matcher,
 }
 
 /// The outcome of a check that can refuse a packet: `Err(code, detail)` is final.
 type Verdict<T> = std::result::Result<T, (&'static str, String)>;
 
 impl Registration {
+    /// With the demographic de-duplicator's default configuration.
     #[must_use]
     pub fn new(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig) -> Self {
-        Registration { inner: Arc::new(Inner { repo, abis, cfg }) }
+        Self::with_matcher(repo, abis, cfg, Matcher::default())
+    }
+
+    /// With a demographic de-duplicator configured for the country's languages and names.
+    #[must_use]
+    pub fn with_matcher(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig, matcher: Matcher) -> Self {
+        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher }) }
     }
 
     #[must_use]
@@ -149,7 +162,7 @@ impl Registration {
         &self.inner.cfg
     }
 
-    fn repo(&self) -> &IdRepo {
+    pub(crate) fn repo(&self) -> &IdRepo {
         &self.inner.repo
     }
 
@@ -269,6 +282,7 @@ impl Registration {
         };
         match stage {
             Stage::Validate => self.validate(&row, &opened, now).await,
+            Stage::DemoDedupe => self.demo_dedupe(&row, &opened, now).await,
             Stage::BioDedupe => self.bio_dedupe(&row, &opened, now).await,
             Stage::Decide => self.decide(&row, &opened, now).await,
             Stage::Issue => self.issue(&row, &opened, now).await,
@@ -277,7 +291,7 @@ impl Registration {
     }
 
     /// Reads, verifies and decrypts a stored packet. `Ok(Err)` is the packet's own fault.
-    async fn open(&self, row: &PacketRow) -> Result<Verdict<Packet>> {
+    pub(crate) async fn open(&self, row: &PacketRow) -> Result<Verdict<Packet>> {
         let bytes = self.repo().blobs().get(&BlobKey::parse(&row.blob)?).await?;
         let outer = match Outer::parse(&bytes, self.inner.cfg.packet_bytes_max) {
             Ok(o) => o,
@@ -305,10 +319,11 @@ impl Registration {
                 if !still_at(&mut tx, &row.rid, Stage::Validate).await? {
                     return Ok(StageRun::Done);
                 }
-                let u = PacketUpdate { stage: Some(Stage::BioDedupe.as_str()), flow: Some(p.manifest.flow.as_str()), ..Default::default() };
+                let u =
+                    PacketUpdate { stage: Some(Stage::DemoDedupe.as_str()), flow: Some(p.manifest.flow.as_str()), ..Default::default() };
                 rows::update_packet(&mut tx, &row.rid, &u, now).await?;
                 rows::add_event(&mut tx, &row.rid, "validate", "passed", None, None, now).await?;
-                queue(&mut tx, &row.rid, Stage::BioDedupe, "", now).await?;
+                queue(&mut tx, &row.rid, Stage::DemoDedupe, "", now).await?;
                 tx.commit().await?;
                 Ok(StageRun::Done)
             }
@@ -475,9 +490,13 @@ impl Registration {
 
     async fn decide(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
         let db = self.repo().db();
-        let candidates = rows::candidates(db, &row.rid).await?;
+        let mut candidates = rows::candidates(db, &row.rid).await?;
         let rids: Vec<String> = candidates.iter().map(|c| c.candidate_rid.clone()).collect();
         let others: BTreeMap<String, PacketRow> = rows::packets_by_rid(db, &rids).await?.into_iter().map(|r| (r.rid.clone(), r)).collect();
+        // Where both registrations carry biometrics, the biometric search has the last word: a
+        // demographic candidate it did not find is a namesake.
+        candidates
+            .retain(|c| c.source == "bio" || row.abis_ref.is_none() || others.get(&c.candidate_rid).is_some_and(|o| o.abis_ref.is_none()));
         // (identity id, candidate) of every candidate that is someone with an identity.
         let mut hits: Vec<(String, &CandidateRow)> = Vec::new();
         for c in &candidates {
@@ -506,7 +525,8 @@ impl Registration {
             _ => None,
         };
         hits.retain(|(id, _)| Some(id) != own.as_ref());
-        let best_match = hits.iter().find(|(_, c)| c.decision == "match");
+        // Only a biometric match is a duplicate without a person looking.
+        let best_match = hits.iter().find(|(_, c)| c.source == "bio" && c.decision == "match");
         let flow = p.manifest.flow;
         match (flow, best_match) {
             (Flow::Lost, Some((id, c))) => self.finish(row, "found", Some(id), Some(c.candidate_rid.as_str()), "found", now).await,
@@ -563,13 +583,7 @@ impl Registration {
         code: &str,
         now: UnixMillis,
     ) -> Result<StageRun> {
-        if let Some(reference) = &row.abis_ref {
-            let answer = self.inner.abis.delete_reference(&format!("{reference}-delete"), reference, now).await;
-            // Not found: deleted by an earlier attempt.
-            if answer.return_value != "1" && answer.failure_reason.as_deref() != Some("3") {
-                return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
-            }
-        }
+        self.delete_reference(row, now).await?;
         let mut tx = self.repo().db().begin().await?;
         let Some(current) = rows::packet_for_update(&mut tx, &row.rid).await? else { return Err(RegError::NotFound) };
         if is_final(&current.status) {
@@ -587,6 +601,18 @@ impl Registration {
         rows::add_event(&mut tx, &row.rid, &current.stage, status, Some(code), detail, now).await?;
         tx.commit().await?;
         Ok(StageRun::Done)
+    }
+
+    /// Deletes the registration's ABIS reference, if it has one (idempotent).
+    pub(crate) async fn delete_reference(&self, row: &PacketRow, now: UnixMillis) -> Result<()> {
+        if let Some(reference) = &row.abis_ref {
+            let answer = self.inner.abis.delete_reference(&format!("{reference}-delete"), reference, now).await;
+            // Not found: deleted by an earlier attempt.
+            if answer.return_value != "1" && answer.failure_reason.as_deref() != Some("3") {
+                return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a packet for its own fault (final).
@@ -664,7 +690,7 @@ fn same_packet(existing: &PacketRow, digest: &[u8]) -> Result<Accepted> {
 }
 
 /// Queues a stage (idempotency key per packet, stage and round).
-async fn queue(tx: &mut Tx, rid: &str, stage: Stage, round: &str, now: UnixMillis) -> Result<()> {
+pub(crate) async fn queue(tx: &mut Tx, rid: &str, stage: Stage, round: &str, now: UnixMillis) -> Result<()> {
     let key = format!("packet:{rid}:{}{round}", stage.as_str());
     jobs::enqueue(tx, JobKind::PacketStage, &json!({ "rid": rid, "stage": stage.as_str() }), &key, now).await?;
     Ok(())
@@ -672,7 +698,7 @@ async fn queue(tx: &mut Tx, rid: &str, stage: Stage, round: &str, now: UnixMilli
 
 /// Locks the packet and says whether it is still at `stage` (a concurrent delivery of the same
 /// stage may have moved it on).
-async fn still_at(tx: &mut Tx, rid: &str, stage: Stage) -> Result<bool> {
+pub(crate) async fn still_at(tx: &mut Tx, rid: &str, stage: Stage) -> Result<bool> {
     let row = rows::packet_for_update(tx, rid).await?.ok_or(RegError::NotFound)?;
     Ok(row.stage == stage.as_str() && !is_final(&row.status))
 }

@@ -18,6 +18,7 @@ use tessera_core::schema::Schema;
 use tessera_core::{IdRules, Rid};
 use tessera_crypto::{Keystore, MachineKey, MasterKey, Purpose, Recipient, SoftwareKeystore};
 use tessera_idrepo::{Actor, IdRepo};
+use tessera_registration::adjudication::Decision;
 use tessera_registration::packet::{Draft, FileKind, Flow, IDENTITY_FILE, PACKET_BYTES_DEFAULT};
 use tessera_registration::{RegConfig, RegError, Registration, StageRun};
 use tessera_store::jobs;
@@ -26,7 +27,7 @@ use tessera_store::{BlobStore, Db, Vault, uin_pool};
 
 const NOW: i64 = 1_796_000_000_000;
 
-tessera_testkit::storage_tests!(duplicates_namesakes_and_refusals);
+tessera_testkit::storage_tests!(duplicates_namesakes_and_refusals, adjudication_without_biometrics);
 
 #[derive(Debug)]
 struct NoShare;
@@ -152,6 +153,7 @@ async fn duplicates_namesakes_and_refusals(url: &str) {
     assert_eq!(s1.status, "issued", "{s1:?}");
     let uin = s1.uin.clone().unwrap();
     assert!(s1.history.iter().any(|e| e.stage == "bio_dedupe" && e.outcome == "searched"));
+    assert!(s1.history.iter().any(|e| e.stage == "demo_dedupe" && e.detail.as_deref() == Some("candidates=0")), "{s1:?}");
 
     // The same person, another spelling, another capture: a duplicate of the first UIN.
     let again = f.seal(&draft(2, &identity("Aminah Dialo", "1990-04-12"), alice.cbeff(&mut rng, "2026-12-07T10:00:00.000Z")));
@@ -167,6 +169,10 @@ async fn duplicates_namesakes_and_refusals(url: &str) {
     f.drain().await;
     let s3 = f.status(3).await;
     assert_eq!(s3.status, "issued", "{s3:?}");
+    assert!(
+        s3.history.iter().any(|e| e.stage == "demo_dedupe" && e.detail.as_deref() == Some("candidates=1")),
+        "the namesake is a demographic candidate, and the biometrics say it is someone else: {s3:?}"
+    );
     assert_ne!(s3.uin.as_deref(), Some(uin.as_str()));
     let issued = tessera_store::identities::counts(f.repo.db()).await.unwrap().0;
     assert_eq!(issued, 2, "two people, two identities");
@@ -210,4 +216,81 @@ async fn duplicates_namesakes_and_refusals(url: &str) {
     assert!(s6.history.iter().any(|e| e.detail.as_deref().is_some_and(|d| d.contains("/gender"))), "{s6:?}");
     assert!(!format!("{s6:?}").contains("unknown"), "field values never appear in the status");
     assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2, "nothing partial reached the repository");
+}
+
+/// A registration without biometrics (every one an exception) of someone demographically
+/// enrolled already.
+fn without_biometrics(seq: u32, record: &Value) -> Draft {
+    let mut record = record.clone();
+    record.as_object_mut().unwrap().remove("individualBiometrics");
+    let mut d = draft(seq, &record, vec![]);
+    d.files.retain(|(_, kind, _)| *kind == FileKind::Identity);
+    d.files.push(("exception-photo".into(), FileKind::ExceptionPhoto, b"jpeg bytes".to_vec()));
+    d.exceptions = vec![tessera_registration::packet::BioException {
+        modality: "finger".into(),
+        position: "Left Thumb".into(),
+        reason: "amputated".into(),
+    }];
+    d
+}
+
+async fn adjudication_without_biometrics(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let alice = SynthPerson::random(&mut rng);
+    let actor = Actor { id: "token:adjudicator".into(), request_id: String::new() };
+    f.upload(f.seal(&draft(1, &identity("Amina Diallo", "1990-04-12"), alice.cbeff(&mut rng, "2026-12-07T09:00:00.000Z")))).await.unwrap();
+    f.drain().await;
+    let uin = f.status(1).await.uin.unwrap();
+
+    // Another spelling, no biometrics to decide: a person looks.
+    f.upload(f.seal(&without_biometrics(2, &identity("Aminah Dialo", "1990-04-12")))).await.unwrap();
+    f.drain().await;
+    let s2 = f.status(2).await;
+    assert_eq!(s2.status, "adjudication", "{s2:?}");
+    let cases = f.reg.cases(Some("open"), 50).await.unwrap();
+    assert_eq!(cases.len(), 1);
+    let case = f.reg.case(&actor, &cases[0].id, NOW).await.unwrap();
+    assert_eq!(case.registration.rid, rid(2).to_string());
+    assert!(!case.registration.biometrics);
+    assert_eq!(case.candidates.len(), 1);
+    let c = &case.candidates[0];
+    assert_eq!(c.uin.as_deref(), Some(uin.as_str()));
+    assert_eq!(c.evidence[0]["source"], "demo");
+    assert!(c.evidence[0]["detail"].as_array().unwrap().iter().any(|e| e["field"] == "name"), "{c:?}");
+    assert!(c.fields.iter().any(|x| x["field"] == "dateOfBirth" && x["same"] == true), "{c:?}");
+    assert!(c.fields.iter().all(|x| x["field"] != "individualBiometrics"), "biometrics are not shown");
+    let audit = tessera_store::audit::read(f.repo.db(), 0, 1000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "adjudication.read" && e.actor == "token:adjudicator"), "the read is audited");
+
+    // A UIN that is not a candidate's is refused; the right one ends it as a duplicate; once.
+    let wrong = Decision::Duplicate { uin: "2345678901".into() };
+    assert_eq!(
+        f.reg.decide_case(&actor, &case.summary.id, &wrong, "same face", NOW).await.unwrap_err().code(),
+        "adjudication_uin_not_candidate"
+    );
+    assert_eq!(f.reg.decide_case(&actor, &case.summary.id, &Decision::NotDuplicate, " ", NOW).await.unwrap_err().code(), "bad_request");
+    let dup = Decision::Duplicate { uin: uin.clone() };
+    f.reg.decide_case(&actor, &case.summary.id, &dup, "same person, documents match", NOW).await.unwrap();
+    assert_eq!(
+        f.reg.decide_case(&actor, &case.summary.id, &Decision::NotDuplicate, "again", NOW).await.unwrap_err().code(),
+        "adjudication_decided"
+    );
+    f.drain().await;
+    let s2 = f.status(2).await;
+    assert_eq!((s2.status.as_str(), s2.uin.as_deref()), ("duplicate", Some(uin.as_str())), "{s2:?}");
+    let decided = f.reg.case(&actor, &case.summary.id, NOW).await.unwrap();
+    assert_eq!(decided.reason.as_deref(), Some("same person, documents match"), "the sealed reason opens for adjudicators");
+
+    // A namesake without biometrics: a person decides they are someone else, and a UIN follows.
+    f.upload(f.seal(&without_biometrics(3, &identity("Amina Diallo", "1990-04-12")))).await.unwrap();
+    f.drain().await;
+    assert_eq!(f.status(3).await.status, "adjudication");
+    let id = f.reg.cases(Some("open"), 50).await.unwrap()[0].id.clone();
+    f.reg.decide_case(&actor, &id, &Decision::NotDuplicate, "different mother's name, other village", NOW).await.unwrap();
+    f.drain().await;
+    let s3 = f.status(3).await;
+    assert_eq!(s3.status, "issued", "{s3:?}");
+    assert_ne!(s3.uin.as_deref(), Some(uin.as_str()));
+    assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2);
 }

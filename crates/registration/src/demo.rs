@@ -1,0 +1,129 @@
+//! The `demo_dedupe` stage: demographic de-duplication of a new (or child) registration against
+//! every registration already in (issued or in flight), before the biometric search.
+//!
+//! The index: a registration's blocking keys (`tessera_demographics::Matcher::blocking_keys`:
+//! phonetic name word + birth year, birth date, normalized address, …) stored as keyed digests
+//! under the lookup key (`reg_demo_keys`), so the table reveals no name or date. A candidate is a
+//! registration sharing at least one digest; the most-shared come first, at most
+//! [`DEMO_CANDIDATES_MAX`]. Each is compared field by field against this one (the candidate's
+//! record comes from the repository once issued, from its own packet while in flight) and kept
+//! when the calibrated score reaches "possible match". Digests of a registration that ends as a
+//! duplicate or rejected are deleted with its final state, so it is nobody's candidate.
+//!
+//! What a demographic candidate means is decided in `decide`: when both registrations carry
+//! biometrics, the biometric search has the last word (a namesake born the same day is not a
+//! duplicate); when either has none (a child, or every biometric an exception), a demographic
+//! match or possible match goes to a person (adjudication), never to an automatic duplicate.
+
+use crate::packet::{self, Flow, Packet};
+use crate::pipeline::{Registration, Stage, StageRun, queue, still_at};
+use crate::{RegError, Result};
+use serde_json::Value;
+use tessera_crypto::tokens::lookup_digest;
+use tessera_crypto::{KeyId, Purpose};
+use tessera_demographics::{Decision, Record};
+use tessera_idrepo::RepoError;
+use tessera_store::UnixMillis;
+use tessera_store::registration::{self as rows, CandidateRow, PacketRow, PacketUpdate};
+
+/// Most registrations compared against one new registration.
+pub const DEMO_CANDIDATES_MAX: u32 = 20;
+/// The digest kind of demographic blocking keys (separates them from UIN or VID digests).
+const DEMO_KIND: &str = "demo-block";
+
+impl Registration {
+    pub(crate) async fn demo_dedupe(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+        let (digests, found, outcome) = match p.manifest.flow {
+            // An update names its identity; a lost-UIN search is biometric.
+            Flow::Update | Flow::Lost => (Vec::new(), Vec::new(), "skipped"),
+            Flow::New | Flow::Child => {
+                let record = identity(p).ok_or(RegError::BadRequest("identity file unreadable after validation"))?;
+                match Record::from_json(&row.rid, &record) {
+                    Ok(rec) => {
+                        let (digests, found) = self.demo_search(row, &rec).await?;
+                        (digests, found, "searched")
+                    }
+                    // Beyond the de-duplicator's limits (the schema allows longer values): the
+                    // biometric search still runs.
+                    Err(e) => {
+                        tracing::info!(error = %e, "registration not comparable demographically");
+                        (Vec::new(), Vec::new(), "skipped")
+                    }
+                }
+            }
+        };
+        let mut tx = self.repo().db().begin().await?;
+        if !still_at(&mut tx, &row.rid, Stage::DemoDedupe).await? {
+            return Ok(StageRun::Done);
+        }
+        rows::put_demo_keys(&mut tx, &row.rid, &digests).await?;
+        rows::put_candidates(&mut tx, &row.rid, "demo", &found).await?;
+        rows::update_packet(&mut tx, &row.rid, &PacketUpdate { stage: Some(Stage::BioDedupe.as_str()), ..Default::default() }, now).await?;
+        rows::add_event(&mut tx, &row.rid, "demo_dedupe", outcome, None, Some(&format!("candidates={}", found.len())), now).await?;
+        queue(&mut tx, &row.rid, Stage::BioDedupe, "", now).await?;
+        tx.commit().await?;
+        Ok(StageRun::Done)
+    }
+
+    /// This registration's digests (to store) and the candidates that score at least "possible".
+    async fn demo_search(&self, row: &PacketRow, rec: &Record) -> Result<(Vec<Vec<u8>>, Vec<CandidateRow>)> {
+        let matcher = &self.inner.matcher;
+        let keys = matcher.blocking_keys(rec);
+        let ks = &**self.repo().keystore();
+        let current = ks.current(Purpose::Lookup);
+        let versions: Vec<KeyId> = ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Lookup).map(|k| k.id).collect();
+        let mut store = Vec::with_capacity(keys.len());
+        let mut search = Vec::with_capacity(keys.len() * versions.len());
+        for k in &keys {
+            store.push(lookup_digest(ks, current, DEMO_KIND, k)?.to_vec());
+            for v in &versions {
+                search.push(lookup_digest(ks, *v, DEMO_KIND, k)?.to_vec());
+            }
+        }
+        search.sort();
+        search.dedup();
+        let hits = rows::find_demo_keys(self.repo().db(), &search, DEMO_CANDIDATES_MAX + 1).await?;
+        let rids: Vec<String> = hits.into_iter().map(|(rid, _)| rid).filter(|r| *r != row.rid).collect();
+        let mine = matcher.prepare(rec);
+        let mut found = Vec::new();
+        for other in rows::packets_by_rid(self.repo().db(), &rids).await? {
+            if matches!(other.status.as_str(), "rejected" | "duplicate") {
+                continue;
+            }
+            let Some(theirs) = self.record_of_packet(&other).await? else { continue };
+            let Ok(theirs) = Record::from_json(&other.rid, &theirs) else { continue };
+            let Some(c) = matcher.compare_candidates(&mine, &matcher.prepare(&theirs)) else { continue };
+            let decision = match c.decision {
+                Decision::Match => "match",
+                Decision::PossibleMatch => "review",
+                Decision::NonMatch => continue,
+            };
+            found.push(CandidateRow {
+                candidate_rid: other.rid.clone(),
+                source: "demo".into(),
+                score: c.score,
+                decision: decision.into(),
+                detail: c.evidence_compact(),
+            });
+        }
+        Ok((store, found))
+    }
+
+    /// The demographic record of another registration: from the repository once its identity
+    /// is written, from its packet before. `None` when it is gone (erased, or unreadable).
+    pub(crate) async fn record_of_packet(&self, other: &PacketRow) -> Result<Option<Value>> {
+        match (&other.identity_id, other.status.as_str()) {
+            (Some(id), "issued" | "updated" | "found") => match self.repo().record_of(id).await {
+                Ok(r) => Ok(Some(Value::Object(r))),
+                Err(RepoError::Gone | RepoError::NotFound) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            _ => Ok(self.open(other).await?.ok().as_ref().and_then(identity)),
+        }
+    }
+}
+
+/// The packet's identity file as JSON.
+pub(crate) fn identity(p: &Packet) -> Option<Value> {
+    serde_json::from_slice(p.files.get(packet::IDENTITY_FILE)?).ok().filter(Value::is_object)
+}
