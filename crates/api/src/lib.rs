@@ -13,6 +13,7 @@ pub mod error;
 mod health;
 mod identities;
 mod packets;
+pub mod sbi_sim;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};

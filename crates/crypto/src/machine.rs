@@ -51,6 +51,16 @@ impl MachineKey {
         Ok(MachineKey(pair))
     }
 
+    /// A key pair that lives only in memory, for a throwaway signer (the SBI simulator's
+    /// device key): never registered anywhere, gone when the process ends.
+    ///
+    /// # Errors
+    /// RNG failure.
+    pub fn ephemeral() -> Result<Self, CryptoError> {
+        let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).map_err(|_| CryptoError::Rng)?;
+        Ed25519KeyPair::from_pkcs8(doc.as_ref()).map(MachineKey).map_err(|_| CryptoError::Rng)
+    }
+
     /// Opens the key written by [`MachineKey::create_file`] (or any PKCS#8 Ed25519 PEM).
     ///
     /// # Errors

@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod bench_abis;
 mod centres;
+mod client;
 mod config;
 mod dedupe;
 mod keys;
@@ -126,6 +127,27 @@ enum Cmd {
     Synth {
         #[command(subcommand)]
         cmd: SynthCmd,
+    },
+    /// The offline registration client: init, enroll, sync, status (see ARCHITECTURE.md).
+    Client {
+        #[command(subcommand)]
+        cmd: client::ClientCmd,
+    },
+    /// A simulated MOSIP SBI biometric device service on 127.0.0.1 with synthetic biometrics
+    /// (for development and tests: its signatures are from a throwaway key, not a certified
+    /// device).
+    SbiSim {
+        /// 0 picks a free port (printed).
+        #[arg(long, default_value_t = 4501)]
+        port: u16,
+        #[arg(long, default_value = "finger,iris,face", value_delimiter = ',')]
+        modalities: Vec<String>,
+        /// Which synthetic person the devices capture: the same seed gives matching captures.
+        #[arg(long, alias = "seed", default_value_t = 1)]
+        person_seed: u64,
+        /// Makes the capture noise reproducible (random otherwise).
+        #[arg(long)]
+        capture_seed: Option<u64>,
     },
     /// Demographic de-duplication of a JSON-lines file of identity records (each with an `id`):
     /// candidate pairs with scores, decisions and per-field evidence as CSV.
@@ -346,6 +368,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Synth { cmd: SynthCmd::Demographics { count, seed, output, truth } } => dedupe::synth_command(count, seed, &output, &truth),
         Cmd::Dedupe(args) => dedupe::command(args),
+        Cmd::Client { cmd } => client::command(cmd),
+        Cmd::SbiSim { port, modalities, person_seed, capture_seed } => {
+            init_logging("info");
+            runtime()?.block_on(sbi_sim(port, &modalities, person_seed, capture_seed))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench { cmd } => {
             init_logging("warn");
             runtime()?.block_on(bench::run(cmd))?;
@@ -622,6 +650,27 @@ async fn open_shard(cfg: &Config, repo: &tessera_idrepo::IdRepo, shard: u32) -> 
         "ABIS gallery shard loaded"
     );
     Ok(g)
+}
+
+/// `tessera sbi-sim`: binds 127.0.0.1 only (SBI services are local to the registration machine).
+async fn sbi_sim(port: u16, modalities: &[String], person_seed: u64, capture_seed: Option<u64>) -> anyhow::Result<()> {
+    use tessera_api::sbi_sim::{Modality, SbiSim};
+    let modalities: Vec<Modality> = modalities
+        .iter()
+        .map(|m| Modality::parse(m).ok_or_else(|| anyhow::anyhow!("--modalities: finger, iris or face, not {m:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    let listener =
+        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    let sim = SbiSim::new(&modalities, person_seed, capture_seed, addr.port()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{}",
+        serde_json::json!({"listening": addr.to_string(), "spec_version": tessera_api::sbi_sim::SPEC_VERSION, "person_seed": person_seed})
+    );
+    std::io::stdout().flush()?;
+    tracing::warn!(addr = %addr, "SBI simulator: synthetic biometrics, signatures from a throwaway key; not a certified device");
+    tessera_api::serve(listener, tessera_api::sbi_sim::router(std::sync::Arc::new(sim)), wait_for_signal()).await?;
+    Ok(())
 }
 
 async fn wait_for_signal() {
