@@ -23,6 +23,7 @@ tessera_testkit::storage_tests!(
     crash_between_claim_and_mark_still_one_line,
     webhook_is_retried_under_one_idempotency_key,
     no_address_in_clear_in_the_database,
+    concurrent_workers_cut_off_at_any_point_send_each_once,
 );
 
 struct Fixture {
@@ -274,4 +275,47 @@ async fn no_address_in_clear_in_the_database(url: &str) {
             }
         }
     }
+}
+
+/// Two workers deliver concurrently and are cut off (their futures dropped, as a killed process
+/// stops) after ever-changing budgets, at whatever await point they happen to be; after each
+/// round the clock passes the lease. In the end every message is in the file exactly once.
+async fn concurrent_workers_cut_off_at_any_point_send_each_once(url: &str) {
+    const MESSAGES: usize = 200;
+    let f = fixture(url).await;
+    let n = f.notifier();
+    for i in 0..MESSAGES {
+        n.enqueue_now(&issued(&format!("k:{i}"), Address::Phone(PHONE.into())), NOW).await.unwrap();
+    }
+    let mut now = NOW;
+    let mut budget_us: u64 = 300;
+    for round in 0..200 {
+        let (a, b) = (n.clone(), Notifier::new(f.repo.clone(), f.config()).unwrap());
+        let cut = std::time::Duration::from_micros(budget_us);
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { tokio::time::timeout(cut, a.deliver_due(now, 7)).await }),
+            tokio::spawn(async move { tokio::time::timeout(cut * 2, b.deliver_due(now, 5)).await }),
+        );
+        for r in [ra, rb] {
+            if let Ok(Ok(d)) = r {
+                d.unwrap();
+            }
+        }
+        budget_us = (budget_us * 7 + 1300) % 20_000 + 200;
+        // Past every lease and backoff: whatever was cut off is settled next round.
+        now += 61_000 + tessera_store::jobs::BACKOFF_MAX_MS;
+        if outbox::count(f.repo.db(), Status::Sent).await.unwrap() == MESSAGES as i64 {
+            assert!(round > 0);
+            break;
+        }
+    }
+    // Whatever is left is finished without interruption.
+    for _ in 0..3 {
+        n.deliver_due(now, 1000).await.unwrap();
+        now += 61_000 + tessera_store::jobs::BACKOFF_MAX_MS;
+    }
+    assert_eq!(outbox::count(f.repo.db(), Status::Sent).await.unwrap(), MESSAGES as i64);
+    let lines = f.lines();
+    let ids: std::collections::HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!((lines.len(), ids.len()), (MESSAGES, MESSAGES), "each message exactly once");
 }
