@@ -16,6 +16,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("tessera-demographics", 3),
     ("tessera-idrepo", 4),
     ("tessera-abis", 5),
+    // Seals its outbox through the repository's sealed items.
+    ("tessera-notify", 5),
     // Above the ABIS: the pipeline de-duplicates through it.
     ("tessera-registration", 6),
     ("tessera-auth", 5),

@@ -12,6 +12,7 @@ pub mod blobs;
 mod db;
 pub mod identities;
 pub mod jobs;
+pub mod outbox;
 pub mod registration;
 pub mod uin_pool;
 pub mod vault;

@@ -273,6 +273,93 @@ pub struct Config {
     pub abis: AbisSettings,
     #[serde(default)]
     pub registration: RegistrationSettings,
+    #[serde(default)]
+    pub notifications: NotificationSettings,
+}
+
+/// `[notifications]`: messages to residents through the outbox. With no `email` or `sms`
+/// section, every message is written to `<data_dir>/notifications/outbox.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// Workers deliver due messages between jobs.
+    pub enabled: bool,
+    /// Template overrides `<event>.<lang>.txt`. Empty: `<data_dir>/templates`.
+    pub template_dir: Option<PathBuf>,
+    /// Language used when a message's own has no template.
+    pub default_language: String,
+    /// Attempts before a message is dead-lettered (`failed`); also what a redrive grants.
+    pub max_attempts: i32,
+    /// How long one attempt may take before it is presumed dead (longer than every timeout).
+    pub lease_ms: i64,
+    /// Most messages a worker delivers per round between jobs.
+    pub batch: u32,
+    /// `[notifications.email]`: SMTP (host, port, tls, username, password, from, timeout_ms).
+    pub email: Option<tessera_notify::SmtpConfig>,
+    /// `[notifications.sms]`: an SMS gateway webhook (url, allow_http, token, timeout_ms).
+    pub sms: Option<tessera_notify::WebhookConfig>,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            enabled: true,
+            template_dir: None,
+            default_language: "eng".into(),
+            max_attempts: 8,
+            lease_ms: 5 * 60 * 1000,
+            batch: 50,
+            email: None,
+            sms: None,
+        }
+    }
+}
+
+impl NotificationSettings {
+    #[must_use]
+    pub fn notify(&self, data_dir: &Path) -> tessera_notify::NotifyConfig {
+        tessera_notify::NotifyConfig {
+            file: tessera_notify::outbox_file(data_dir),
+            template_dir: Some(self.template_dir.clone().unwrap_or_else(|| data_dir.join("templates"))),
+            default_language: self.default_language.clone(),
+            max_attempts: self.max_attempts,
+            lease_ms: self.lease_ms,
+            email: self.email.clone(),
+            sms: self.sms.clone(),
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=100).contains(&self.max_attempts) {
+            problems.push("notifications.max_attempts must be between 1 and 100".into());
+        }
+        if !(1..=tessera_notify::DELIVER_LIMIT_MAX).contains(&self.batch) {
+            problems.push(format!("notifications.batch must be between 1 and {}", tessera_notify::DELIVER_LIMIT_MAX));
+        }
+        let longest =
+            [self.email.as_ref().map(|e| e.timeout_ms), self.sms.as_ref().map(|s| s.timeout_ms)].into_iter().flatten().max().unwrap_or(0);
+        if !(1000..=24 * 3600 * 1000).contains(&self.lease_ms) || u64::try_from(self.lease_ms).unwrap_or(0) <= longest {
+            problems.push("notifications.lease_ms must be between 1000 and 86400000 and longer than every adapter's timeout_ms".into());
+        }
+        let lang_ok = !self.default_language.is_empty()
+            && self.default_language.len() <= 8
+            && self.default_language.bytes().all(|b| b.is_ascii_lowercase());
+        if !lang_ok {
+            problems.push("notifications.default_language must be a language code such as eng".into());
+        }
+        if let Some(e) = &self.email
+            && let Err(err) = tessera_notify::adapters::SmtpAdapter::new(e)
+        {
+            problems.push(format!("notifications.email: {err}"));
+        }
+        if let Some(s) = &self.sms
+            && let Err(err) = tessera_notify::adapters::WebhookAdapter::new(s)
+        {
+            problems.push(format!("notifications.sms: {err}"));
+        }
+        problems
+    }
 }
 
 /// `[registration]`: packets and the pipeline.
@@ -347,6 +434,7 @@ impl Default for Config {
             keystore: KeystoreConfig::default(),
             abis: AbisSettings::default(),
             registration: RegistrationSettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -474,6 +562,7 @@ impl Config {
         }
         problems.extend(self.abis.check());
         problems.extend(self.registration.check());
+        problems.extend(self.notifications.check());
         if let Err(e) = self.schema() {
             problems.push(format!("identity_schema: {e:#}"));
         }
@@ -506,6 +595,15 @@ impl Config {
         }
         if let Some(q) = shown.abis.queue.as_mut().filter(|q| q.passcode.is_some()) {
             q.passcode = Some("****".into());
+        }
+        if let Some(e) = shown.notifications.email.as_mut().filter(|e| e.password.is_some()) {
+            e.password = Some("****".into());
+        }
+        if let Some(s) = shown.notifications.sms.as_mut() {
+            if s.token.is_some() {
+                s.token = Some("****".into());
+            }
+            s.url = mask_url(&s.url);
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
@@ -597,6 +695,37 @@ mod tests {
         let shown = c.to_masked_toml();
         assert!(!shown.contains("eyJhbGciOiJkatashare") && !shown.contains("queue-hunter2"), "{shown}");
         assert!(shown.contains("mq:61613"));
+    }
+
+    #[test]
+    fn notification_secrets_are_masked_and_limits_checked() {
+        let mut c = Config { database_url: "sqlite://x.db".into(), ..Config::default() };
+        c.notifications.email = Some(tessera_notify::SmtpConfig {
+            host: "smtp.example.org".into(),
+            port: None,
+            tls: tessera_notify::SmtpTls::Starttls,
+            username: Some("tessera".into()),
+            password: Some("smtp-hunter2".into()),
+            from: "Tessera <no-reply@example.org>".into(),
+            timeout_ms: 30_000,
+        });
+        c.notifications.sms = Some(tessera_notify::WebhookConfig {
+            url: "https://sms.example.org/send".into(),
+            allow_http: false,
+            token: Some("sms-hunter2".into()),
+            timeout_ms: 10_000,
+        });
+        c.validate().unwrap();
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("smtp-hunter2") && !shown.contains("sms-hunter2"), "{shown}");
+        assert!(shown.contains("smtp.example.org"));
+        c.notifications.lease_ms = 5000;
+        c.notifications.max_attempts = 0;
+        c.notifications.sms.as_mut().unwrap().url = "http://sms.example.org".into();
+        let e = c.validate().unwrap_err().to_string();
+        for needle in ["notifications.lease_ms", "notifications.max_attempts", "notifications.sms"] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
     }
 
     #[test]

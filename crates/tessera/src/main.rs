@@ -81,6 +81,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JobsCmd,
     },
+    /// The notification outbox: messages to residents (ids, keys and states only, never addresses).
+    Notifications {
+        #[command(subcommand)]
+        cmd: NotificationsCmd,
+    },
     /// The identity schema.
     Schema {
         #[command(subcommand)]
@@ -256,6 +261,20 @@ enum JobsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum NotificationsCmd {
+    /// List messages, newest first, as JSON lines.
+    List {
+        #[arg(long, value_parser = ["pending", "sending", "sent", "failed", "unknown"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send a `failed` or `unknown` message again with fresh attempts. For an `unknown` e-mail,
+    /// first check the mail server's log for its Message-ID: it may have arrived.
+    Redrive { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum SchemaCmd {
     /// Print the schema in force (the built-in default unless configured).
     Show,
@@ -348,6 +367,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = Config::load(&over, None, None)?;
             init_logging("warn");
             runtime()?.block_on(jobs_command(&cfg, cmd))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Notifications { cmd } => {
+            let cfg = Config::load(&over, None, None)?;
+            init_logging("warn");
+            runtime()?.block_on(notifications_command(&cfg, cmd))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Schema { cmd } => schema_command(&Config::load(&over, None, None)?, cmd),
@@ -546,7 +571,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let registration =
         abis.as_ref().map(|e| tessera_registration::Registration::new(repo.clone(), std::sync::Arc::clone(e), cfg.registration.reg()));
     if matches!(cfg.role, Role::All | Role::Worker) {
-        tasks.spawn(worker::run(repo.clone(), cfg.clone(), registration.clone(), stop_rx.clone()));
+        let notifier = if cfg.notifications.enabled {
+            let n = tessera_notify::Notifier::new(repo.clone(), cfg.notifications.notify(&cfg.data_dir))
+                .map_err(|e| anyhow::anyhow!("cannot set up notifications ({}): {e}", e.code()))?;
+            tracing::info!(file = %n.file().display(), "notifications: channels without an adapter go to the outbox file");
+            Some(n)
+        } else {
+            None
+        };
+        tasks.spawn(worker::run(repo.clone(), cfg.clone(), registration.clone(), notifier, stop_rx.clone()));
     }
     if let Some(shard) = cfg.abis.shard {
         let gallery = open_shard(&cfg, &repo, shard).await?;
@@ -755,6 +788,25 @@ async fn jobs_command(cfg: &Config, cmd: JobsCmd) -> anyhow::Result<()> {
         JobsCmd::Redrive { id } => {
             jobs::redrive(&db, id, now_ms()).await?;
             println!("job {id} is back in the queue");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn notifications_command(cfg: &Config, cmd: NotificationsCmd) -> anyhow::Result<()> {
+    use tessera_store::outbox;
+    let db = open_db(cfg).await?;
+    match cmd {
+        NotificationsCmd::List { status, limit } => {
+            let status = status.as_deref().map(outbox::Status::parse).transpose()?;
+            for n in outbox::list(&db, status, limit).await? {
+                println!("{}", serde_json::to_string(&n)?);
+            }
+        }
+        NotificationsCmd::Redrive { id } => {
+            outbox::redrive(&db, &id, cfg.notifications.max_attempts, now_ms()).await?;
+            println!("notification {id} is back in the outbox");
         }
     }
     db.close().await;

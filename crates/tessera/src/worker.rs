@@ -1,6 +1,9 @@
 //! The background worker: leases jobs from the database queue, runs them, records the outcome;
 //! and, between jobs, housekeeping (reaping expired leases, requesting UIN pool refills,
 //! signing an audit checkpoint over new entries).
+//! Between jobs, too, it delivers due notifications from the outbox (at most
+//! `notifications.batch` per poll interval), so a burst of messages never starves the pipeline
+//! and the pipeline never starves messages.
 //! Stops between jobs when shutdown is signalled; a job cut off mid-way is retried after its
 //! lease expires, which is why every handler is idempotent.
 //!
@@ -13,23 +16,37 @@ use rand::SeedableRng;
 use std::time::Duration;
 use tessera_abis::shard::ShardGallery;
 use tessera_idrepo::IdRepo;
+use tessera_notify::Notifier;
 use tessera_registration::{Registration, StageRun};
 use tessera_store::jobs::{self, JobKind, Leased};
 use tessera_store::{Db, now_ms, uin_pool};
 use tokio::sync::watch;
 
 /// Runs until `shutdown` turns true.
-pub async fn run(repo: IdRepo, cfg: Config, registration: Option<Registration>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    repo: IdRepo,
+    cfg: Config,
+    registration: Option<Registration>,
+    notifier: Option<Notifier>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let db = repo.db().clone();
     let worker_id = format!("{}-{}", hostname(), std::process::id());
     tracing::info!(worker = %worker_id, "worker started");
     let poll = Duration::from_millis(cfg.worker.poll_interval_ms);
     let housekeeping_every = Duration::from_millis(cfg.worker.housekeeping_interval_ms);
     let mut last_housekeeping: Option<tokio::time::Instant> = None;
+    let mut last_notify: Option<tokio::time::Instant> = None;
     while !*shutdown.borrow() {
         if last_housekeeping.is_none_or(|t| t.elapsed() >= housekeeping_every) {
             housekeeping(&repo, &cfg).await;
             last_housekeeping = Some(tokio::time::Instant::now());
+        }
+        if let Some(n) = &notifier
+            && last_notify.is_none_or(|t| t.elapsed() >= poll)
+        {
+            deliver_notifications(n, cfg.notifications.batch).await;
+            last_notify = Some(tokio::time::Instant::now());
         }
         let leased = match jobs::lease(&db, &worker_id, cfg.worker.lease_ms, now_ms()).await {
             Ok(j) => j,
@@ -49,6 +66,23 @@ pub async fn run(repo: IdRepo, cfg: Config, registration: Option<Registration>, 
         }
     }
     tracing::info!(worker = %worker_id, "worker stopped");
+}
+
+/// One round of outbox delivery; a message's own failure is recorded on it, so only an
+/// unreachable outbox is logged here.
+async fn deliver_notifications(n: &Notifier, batch: u32) {
+    match n.deliver_due(now_ms(), batch).await {
+        Ok(d) if d.is_empty() => {}
+        Ok(d) => {
+            for (outcome, count) in [("sent", d.sent), ("retried", d.retried), ("failed", d.failed), ("unknown", d.unknown)] {
+                if count > 0 {
+                    metrics::counter!("tessera_notifications_total", "outcome" => outcome).increment(u64::from(count));
+                }
+            }
+            tracing::debug!(sent = d.sent, retried = d.retried, failed = d.failed, unknown = d.unknown, "notifications delivered");
+        }
+        Err(e) => tracing::error!(code = e.code(), error = %e, "cannot deliver notifications"),
+    }
 }
 
 /// How often an idle shard loop looks for searches (they are waited for by a person or a
