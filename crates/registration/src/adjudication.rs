@@ -202,6 +202,7 @@ impl Registration {
                 rows::update_packet(&mut tx, &row.rid, &u, now).await?;
                 rows::delete_demo_keys(&mut tx, &row.rid).await?;
                 rows::add_event(&mut tx, &row.rid, "adjudication", "duplicate", Some("duplicate_adjudicated"), Some(rid), now).await?;
+                queue(&mut tx, &row.rid, Stage::Done, "", now).await?;
             }
             None => {
                 let u = PacketUpdate { status: Some("processing"), stage: Some(Stage::Issue.as_str()), ..Default::default() };

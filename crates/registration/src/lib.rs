@@ -68,6 +68,9 @@ pub enum RegError {
     Blob(#[from] BlobError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The outbox could not take a notification now: retried.
+    #[error(transparent)]
+    Notify(tessera_notify::NotifyError),
     /// The ABIS could not answer now (a shard missing, an internal error): retried.
     #[error("the ABIS failed: reason {0}")]
     Abis(String),
@@ -94,6 +97,7 @@ impl RegError {
             RegError::Blob(e) => e.code(),
             RegError::Crypto(e) => e.code(),
             RegError::Abis(_) => "abis_failed",
+            RegError::Notify(e) => e.code(),
         }
     }
 }

@@ -35,6 +35,7 @@ use tessera_crypto::digest::sha256;
 use tessera_demographics::Matcher;
 use tessera_idrepo::records::{NewRecord, today};
 use tessera_idrepo::{Actor, IdRepo, RepoError};
+use tessera_notify::{NewNotification, Notifier, NotifyError};
 use tessera_store::jobs::{self, JobKind};
 use tessera_store::registration::{self as rows, CandidateRow, NewPacket, PacketRow, PacketUpdate};
 use tessera_store::{BlobKey, StoreError, Tx, UnixMillis};
@@ -139,6 +140,7 @@ pub(crate) struct Inner {
     pub(crate) abis: Arc<Engine>,
     cfg: RegConfig,
     pub(crate) matcher: Matcher,
+    notifier: Option<Notifier>,
 }
 
 /// The outcome of a check that can refuse a packet: `Err(code, detail)` is final.
@@ -148,13 +150,14 @@ impl Registration {
     /// With the demographic de-duplicator's default configuration.
     #[must_use]
     pub fn new(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig) -> Self {
-        Self::with_matcher(repo, abis, cfg, Matcher::default())
+        Self::with_parts(repo, abis, cfg, Matcher::default(), None)
     }
 
-    /// With a demographic de-duplicator configured for the country's languages and names.
+    /// With a demographic de-duplicator configured for the country's languages and names, and
+    /// the notifier that tells residents of their registration's outcome (none: nobody is told).
     #[must_use]
-    pub fn with_matcher(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig, matcher: Matcher) -> Self {
-        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher }) }
+    pub fn with_parts(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig, matcher: Matcher, notifier: Option<Notifier>) -> Self {
+        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher, notifier }) }
     }
 
     #[must_use]
@@ -269,6 +272,10 @@ impl Registration {
         let rid = payload["rid"].as_str().ok_or(RegError::BadRequest("payload without rid"))?;
         let stage = payload["stage"].as_str().and_then(Stage::parse).ok_or(RegError::BadRequest("payload without a known stage"))?;
         let row = rows::packet(self.repo().db(), rid).await?.ok_or(RegError::NotFound)?;
+        if stage == Stage::Done && is_final(&row.status) {
+            self.notify(&row, now).await?;
+            return Ok(StageRun::Done);
+        }
         if is_final(&row.status) || row.stage != stage.as_str() {
             // Delivered again after the stage committed: nothing to do.
             return Ok(StageRun::Done);
@@ -599,6 +606,7 @@ impl Registration {
         rows::update_packet(&mut tx, &row.rid, &u, now).await?;
         rows::delete_demo_keys(&mut tx, &row.rid).await?;
         rows::add_event(&mut tx, &row.rid, &current.stage, status, Some(code), detail, now).await?;
+        queue(&mut tx, &row.rid, Stage::Done, "", now).await?;
         tx.commit().await?;
         Ok(StageRun::Done)
     }
@@ -610,6 +618,43 @@ impl Registration {
             // Not found: deleted by an earlier attempt.
             if answer.return_value != "1" && answer.failure_reason.as_deref() != Some("3") {
                 return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the person of a final outcome, through the outbox (the `done` stage, queued with
+    /// the final state). Idempotent: the messages' keys are the RID's, so a stage run again
+    /// enqueues nothing new, and the outbox sends each message once.
+    async fn notify(&self, row: &PacketRow, now: UnixMillis) -> Result<()> {
+        let Some(notifier) = &self.inner.notifier else { return Ok(()) };
+        let (template, uin) = match row.status.as_str() {
+            "issued" | "found" | "updated" => ("registration.issued", true),
+            "duplicate" => ("registration.duplicate", false),
+            "rejected" => ("registration.rejected", false),
+            _ => return Ok(()),
+        };
+        let mut vars = BTreeMap::from([("rid".to_owned(), row.rid.clone())]);
+        if let Some(code) = &row.reason_code {
+            vars.insert("reason".into(), code.clone());
+        }
+        if uin && let Some(id) = &row.identity_id {
+            match self.repo().uin_of(id).await {
+                Ok(u) => vars.insert("uin".into(), u.expose().to_owned()),
+                Err(RepoError::Gone) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+        }
+        // The contact details: the identity's once written (the latest), else the packet's.
+        let Some(Value::Object(record)) = self.record_of_packet(row).await? else { return Ok(()) };
+        for n in NewNotification::for_record(&format!("registration:{}", row.rid), template, &record, None, &vars) {
+            match notifier.enqueue_now(&n, now).await {
+                Ok(_) => {}
+                // The message cannot be made (an address the channel refuses): nobody to tell.
+                Err(e @ (NotifyError::Address(_) | NotifyError::Variable(_) | NotifyError::NoTemplate)) => {
+                    tracing::info!(code = e.code(), "no notification for this registration");
+                }
+                Err(e) => return Err(RegError::Notify(e)),
             }
         }
         Ok(())
@@ -662,6 +707,10 @@ impl Registration {
                 };
                 rows::update_packet(tx, &rid, &u, now).await?;
                 rows::add_event(tx, &rid, "issue", "issued", None, None, now).await?;
+                queue(tx, &rid, Stage::Done, "", now).await.map_err(|e| match e {
+                    RegError::Store(s) => RepoError::Store(s),
+                    _ => RepoError::BadRequest("cannot queue the notification"),
+                })?;
                 Ok(())
             })
             .await;

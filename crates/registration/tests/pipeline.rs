@@ -39,6 +39,7 @@ impl Fetch for NoShare {
 }
 
 struct Fixture {
+    notifier: tessera_notify::Notifier,
     repo: IdRepo,
     reg: Registration,
     key: MachineKey,
@@ -59,12 +60,19 @@ async fn fixture(url: &str) -> Fixture {
     uin_pool::refill(&db, &rules, &mut rand::rngs::StdRng::seed_from_u64(1), 200, NOW).await.unwrap();
     let engine =
         Engine::open(repo.clone(), Arc::new(NoShare), AbisConfig { threads: 2, ..AbisConfig::default() }, &mut |_, _| {}).await.unwrap();
-    let reg = Registration::new(repo.clone(), Arc::new(engine), RegConfig::default());
+    let notifier = tessera_notify::Notifier::new(repo.clone(), tessera_notify::NotifyConfig::embedded(dir.path())).unwrap();
+    let reg = Registration::with_parts(
+        repo.clone(),
+        Arc::new(engine),
+        RegConfig::default(),
+        tessera_demographics::Matcher::default(),
+        Some(notifier.clone()),
+    );
     let key = MachineKey::create_file(&dir.path().join("client/machine-key.pem")).unwrap();
     rows::insert_centre(&db, "10001", "Centre One", NOW).await.unwrap();
     rows::insert_machine(&db, "20001", "10001", &key.public_key(), NOW).await.unwrap();
     rows::assign_staff(&db, "10001", "officer-1", "operator", NOW).await.unwrap();
-    Fixture { repo, reg, key, recipient, dir }
+    Fixture { notifier, repo, reg, key, recipient, dir }
 }
 
 fn identity(name: &str, born: &str) -> Value {
@@ -72,6 +80,7 @@ fn identity(name: &str, born: &str) -> Value {
         "fullName": [{"language": "eng", "value": name}],
         "dateOfBirth": born,
         "gender": "female",
+        "email": "resident@example.org",
         "addressLine1": [{"language": "eng", "value": "12 Harbour Road"}],
         "city": [{"language": "eng", "value": "Port Town"}],
         "region": [{"language": "eng", "value": "Coast"}],
@@ -131,6 +140,16 @@ impl Fixture {
             }
         }
         panic!("the queue never drained");
+    }
+
+    /// Delivers the outbox; the messages sent so far, as `(template, body)`.
+    async fn messages(&self) -> Vec<(String, String)> {
+        self.notifier.deliver_due(NOW, 1000).await.unwrap();
+        let text = std::fs::read_to_string(self.notifier.file()).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| (v["template"].as_str().unwrap().to_owned(), v["body"].as_str().unwrap().to_owned()))
+            .collect()
     }
 
     async fn status(&self, seq: u32) -> tessera_registration::pipeline::Status {
@@ -216,6 +235,26 @@ async fn duplicates_namesakes_and_refusals(url: &str) {
     assert!(s6.history.iter().any(|e| e.detail.as_deref().is_some_and(|d| d.contains("/gender"))), "{s6:?}");
     assert!(!format!("{s6:?}").contains("unknown"), "field values never appear in the status");
     assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2, "nothing partial reached the repository");
+
+    // Each person told once of their outcome: issued (with the UIN), duplicate (without
+    // revealing it), issued, and the three rejections; delivering again sends nothing new.
+    let sent = f.messages().await;
+    let templates: Vec<&str> = sent.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        templates,
+        [
+            "registration.issued",
+            "registration.duplicate",
+            "registration.issued",
+            "registration.rejected",
+            "registration.rejected",
+            "registration.rejected"
+        ],
+        "{sent:?}"
+    );
+    assert!(sent[0].1.contains(&uin) && !sent[1].1.contains(&uin), "{sent:?}");
+    assert!(sent[3].1.contains("schema_invalid"), "{sent:?}");
+    assert_eq!(f.messages().await.len(), 6, "never sent twice");
 }
 
 /// A registration without biometrics (every one an exception) of someone demographically

@@ -374,6 +374,9 @@ pub struct RegistrationSettings {
     pub quality_min: u8,
     /// Every packet must name a supervisor assigned to its centre.
     pub require_supervisor: bool,
+    /// The demographic de-duplicator's configuration file (TOML or JSON, as for `tessera
+    /// dedupe --config`: languages, replacement rules, thresholds); none: the built-in one.
+    pub demographics: Option<PathBuf>,
 }
 
 /// Largest `registration.packet_bytes_max` (what the hybrid envelope takes).
@@ -387,6 +390,7 @@ impl Default for RegistrationSettings {
             child_age_years: d.child_age_years,
             quality_min: d.quality_min,
             require_supervisor: d.require_supervisor,
+            demographics: None,
         }
     }
 }

@@ -45,7 +45,7 @@ fn threads(n: usize) -> usize {
     if n == 0 { std::thread::available_parallelism().map_or(1, std::num::NonZero::get) } else { n.min(THREADS_MAX) }
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let Some(path) = path else { return Ok(Config::default()) };
     let mut text = String::new();
     std::fs::File::open(path)

@@ -568,17 +568,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // The engine serves ABIS requests (API) and the registration pipeline's de-duplication
     // (workers); with `abis.shards > 1` it holds no gallery and fans searches out.
     let abis = if cfg.abis.enabled { Some(open_abis(&cfg, &repo).await?) } else { None };
-    let registration =
-        abis.as_ref().map(|e| tessera_registration::Registration::new(repo.clone(), std::sync::Arc::clone(e), cfg.registration.reg()));
+    let notifier = if cfg.notifications.enabled {
+        let n = tessera_notify::Notifier::new(repo.clone(), cfg.notifications.notify(&cfg.data_dir))
+            .map_err(|e| anyhow::anyhow!("cannot set up notifications ({}): {e}", e.code()))?;
+        tracing::info!(file = %n.file().display(), "notifications: channels without an adapter go to the outbox file");
+        Some(n)
+    } else {
+        None
+    };
+    let registration = match &abis {
+        Some(engine) => {
+            let matcher = tessera_demographics::Matcher::new(dedupe::load_config(cfg.registration.demographics.as_deref())?)?;
+            let (e, n) = (std::sync::Arc::clone(engine), notifier.clone());
+            Some(tessera_registration::Registration::with_parts(repo.clone(), e, cfg.registration.reg(), matcher, n))
+        }
+        None => None,
+    };
     if matches!(cfg.role, Role::All | Role::Worker) {
-        let notifier = if cfg.notifications.enabled {
-            let n = tessera_notify::Notifier::new(repo.clone(), cfg.notifications.notify(&cfg.data_dir))
-                .map_err(|e| anyhow::anyhow!("cannot set up notifications ({}): {e}", e.code()))?;
-            tracing::info!(file = %n.file().display(), "notifications: channels without an adapter go to the outbox file");
-            Some(n)
-        } else {
-            None
-        };
         tasks.spawn(worker::run(repo.clone(), cfg.clone(), registration.clone(), notifier, stop_rx.clone()));
     }
     if let Some(shard) = cfg.abis.shard {
