@@ -438,6 +438,23 @@ impl IdRepo {
     /// # Errors
     /// `Invalid`, `VersionConflict`, `NotFound`, `Gone`, storage and crypto errors.
     pub async fn update(&self, actor: &Actor, uin: &Uin, change: Change, now: UnixMillis) -> Result<i64> {
+        self.update_with(actor, uin, change, now, async |_, _, _| Ok(())).await
+    }
+
+    /// `update`, with `also(tx, identity id, new version)` writing more rows in the same
+    /// transaction as the new version (the registration pipeline marks its update packet done
+    /// there). An error from `also` rolls the update back.
+    ///
+    /// # Errors
+    /// As `update`, and whatever `also` returns.
+    pub async fn update_with(
+        &self,
+        actor: &Actor,
+        uin: &Uin,
+        change: Change,
+        now: UnixMillis,
+        also: impl AsyncFnOnce(&mut Tx, &str, i64) -> Result<()>,
+    ) -> Result<i64> {
         let row = match self.resolve(uin).await {
             Ok(row) => row,
             Err(e) => {
@@ -446,7 +463,7 @@ impl IdRepo {
                 return result.map(|()| 0);
             }
         };
-        let result = self.update_row(actor, &row, change, now).await;
+        let result = self.update_row(actor, &row, change, now, also).await;
         // Successful updates are audited in their own transaction; refused ones here.
         if result.is_err() {
             self.audit_outcome(actor, "identity.update", &row.id, &result, now).await?;
@@ -454,7 +471,14 @@ impl IdRepo {
         result
     }
 
-    async fn update_row(&self, actor: &Actor, row: &IdentityRow, change: Change, now: UnixMillis) -> Result<i64> {
+    async fn update_row(
+        &self,
+        actor: &Actor,
+        row: &IdentityRow,
+        change: Change,
+        now: UnixMillis,
+        also: impl AsyncFnOnce(&mut Tx, &str, i64) -> Result<()>,
+    ) -> Result<i64> {
         let Change { patch, attachments, expected_version, reason } = change;
         let reason = reason.as_str();
         check_reason(reason)?;
@@ -477,6 +501,7 @@ impl IdRepo {
             e => e.into(),
         })?;
         audit::append(&mut tx, &*self.inner.ks, &[event(actor, "identity.update", &row.id, "ok")], now).await?;
+        also(&mut tx, &row.id, next.version).await?;
         tx.commit().await?;
         Ok(next.version)
     }

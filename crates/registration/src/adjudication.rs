@@ -192,16 +192,22 @@ impl Registration {
         }
         match &of {
             Some((rid, identity)) => {
+                // A lost-UIN search that a person matched has found its UIN.
+                let (status, code) = if row.flow.as_deref() == Some("lost") {
+                    ("found", "found_adjudicated")
+                } else {
+                    ("duplicate", "duplicate_adjudicated")
+                };
                 let u = PacketUpdate {
-                    status: Some("duplicate"),
+                    status: Some(status),
                     stage: Some(Stage::Done.as_str()),
-                    reason_code: Some(Some("duplicate_adjudicated")),
+                    reason_code: Some(Some(code)),
                     identity_id: Some(identity),
                     ..Default::default()
                 };
                 rows::update_packet(&mut tx, &row.rid, &u, now).await?;
                 rows::delete_demo_keys(&mut tx, &row.rid).await?;
-                rows::add_event(&mut tx, &row.rid, "adjudication", "duplicate", Some("duplicate_adjudicated"), Some(rid), now).await?;
+                rows::add_event(&mut tx, &row.rid, "adjudication", status, Some(code), Some(rid), now).await?;
                 queue(&mut tx, &row.rid, Stage::Done, "", now).await?;
             }
             None => {

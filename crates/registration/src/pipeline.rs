@@ -33,7 +33,7 @@ use tessera_core::{Rid, Uin};
 use tessera_crypto::Purpose;
 use tessera_crypto::digest::sha256;
 use tessera_demographics::Matcher;
-use tessera_idrepo::records::{NewRecord, today};
+use tessera_idrepo::records::{Change, NewRecord, today};
 use tessera_idrepo::{Actor, IdRepo, RepoError};
 use tessera_notify::{NewNotification, Notifier, NotifyError};
 use tessera_store::jobs::{self, JobKind};
@@ -668,15 +668,10 @@ impl Registration {
         Ok(())
     }
 
+    /// NEW and CHILD: a UIN from the pool and the identity written (a child linked to its
+    /// guardian); UPDATE: the change applied to the identity it names. Either way in one
+    /// transaction with the packet's final state and the `done` stage.
     async fn issue(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
-        match p.manifest.flow {
-            Flow::New | Flow::Child => {}
-            // Applying an update to the repository comes with the update flow's own stage.
-            Flow::Update | Flow::Lost => {
-                self.reject(row, Stage::Issue, "flow_not_supported", "", now).await?;
-                return Ok(StageRun::Done);
-            }
-        }
         let record: Value = serde_json::from_slice(&p.files[packet::IDENTITY_FILE]).unwrap_or(Value::Null);
         let attachments: BTreeMap<String, Vec<u8>> = self
             .repo()
@@ -686,39 +681,61 @@ impl Registration {
             .filter_map(|f| record.get(&f.id).and_then(|v| v.get("ref")).and_then(Value::as_str))
             .filter_map(|r| p.files.get(r).map(|b| (r.to_owned(), b.clone())))
             .collect();
-        let new =
-            NewRecord { record, attachments, external_ref: Some(format!("rid:{}", row.rid)), reason: format!("registration {}", row.rid) };
+        let reason = format!("registration {}", row.rid);
         let rid = row.rid.clone();
-        let result = self
-            .repo()
-            .create_with(&Actor::system(), new, now, async |tx: &mut Tx, created: &tessera_idrepo::Created| {
-                let Some(current) = rows::packet_for_update(tx, &rid).await? else {
-                    return Err(RepoError::BadRequest("packet vanished"));
+        let result = match p.manifest.flow {
+            Flow::New | Flow::Child => {
+                let guardian = match (p.manifest.flow, p.manifest.guardian_uin.as_deref()) {
+                    (Flow::Child, uin @ Some(_)) => match self.existing_uin(uin, now).await? {
+                        Ok(id) => Some(id),
+                        Err((code, detail)) => {
+                            self.reject(row, Stage::Issue, code, &detail, now).await?;
+                            return Ok(StageRun::Done);
+                        }
+                    },
+                    _ => None,
                 };
-                if current.stage != Stage::Issue.as_str() || is_final(&current.status) {
-                    return Err(RepoError::DuplicateExternalRef);
-                }
-                let u = PacketUpdate {
-                    status: Some("issued"),
-                    stage: Some(Stage::Done.as_str()),
-                    identity_id: Some(&created.id),
-                    reason_code: Some(None),
-                    ..Default::default()
+                let new = NewRecord { record, attachments, external_ref: Some(format!("rid:{rid}")), reason };
+                self.repo()
+                    .create_with(&Actor::system(), new, now, async |tx: &mut Tx, created: &tessera_idrepo::Created| {
+                        if let Some(g) = &guardian {
+                            rows::insert_link(tx, &created.id, "guardian", g, &rid, now).await?;
+                        }
+                        mark_done(tx, &rid, "issued", &created.id, now).await
+                    })
+                    .await
+                    .map(|_| ())
+            }
+            Flow::Update => {
+                let Some(uin) = p.manifest.uin.as_deref().and_then(|u| Uin::parse_with(u, self.repo().rules()).ok()) else {
+                    self.reject(row, Stage::Issue, "uin_invalid", "", now).await?;
+                    return Ok(StageRun::Done);
                 };
-                rows::update_packet(tx, &rid, &u, now).await?;
-                rows::add_event(tx, &rid, "issue", "issued", None, None, now).await?;
-                queue(tx, &rid, Stage::Done, "", now).await.map_err(|e| match e {
-                    RegError::Store(s) => RepoError::Store(s),
-                    _ => RepoError::BadRequest("cannot queue the notification"),
-                })?;
-                Ok(())
-            })
-            .await;
+                let change = Change { patch: record, attachments, expected_version: None, reason };
+                self.repo()
+                    .update_with(&Actor::system(), &uin, change, now, async |tx: &mut Tx, id: &str, _version: i64| {
+                        mark_done(tx, &rid, "updated", id, now).await
+                    })
+                    .await
+                    .map(|_| ())
+            }
+            // A lost-UIN search ends in `decide` (found, or not); after an adjudicator found no
+            // duplicate, there is nothing to find.
+            Flow::Lost => {
+                self.finish(row, "rejected", None, None, "lost_not_found", now).await?;
+                return Ok(StageRun::Done);
+            }
+        };
         match result {
-            Ok(_) | Err(RepoError::DuplicateExternalRef) => Ok(StageRun::Done),
+            Ok(()) | Err(RepoError::DuplicateExternalRef) => Ok(StageRun::Done),
+            Err(RepoError::BadRequest(ALREADY)) => Ok(StageRun::Done),
             Err(RepoError::Invalid(errors)) => {
                 let detail: Vec<String> = errors.iter().map(|e| format!("{}:{}", e.path, e.code.as_str())).collect();
                 self.reject(row, Stage::Issue, "schema_invalid", &detail.join(","), now).await?;
+                Ok(StageRun::Done)
+            }
+            Err(RepoError::NotFound | RepoError::Gone) => {
+                self.reject(row, Stage::Issue, "uin_not_found", "", now).await?;
                 Ok(StageRun::Done)
             }
             Err(RepoError::BadRequest(what)) => {
@@ -728,6 +745,32 @@ impl Registration {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The sentinel of a stage delivered again after it committed.
+const ALREADY: &str = "the packet is past this stage";
+
+/// In the repository's transaction: the packet is final (`issued` or `updated`, naming the
+/// identity) and its `done` stage queued, unless an earlier delivery got there first.
+async fn mark_done(tx: &mut Tx, rid: &str, status: &str, identity_id: &str, now: UnixMillis) -> std::result::Result<(), RepoError> {
+    let Some(current) = rows::packet_for_update(tx, rid).await? else {
+        return Err(RepoError::BadRequest("packet vanished"));
+    };
+    if current.stage != Stage::Issue.as_str() || is_final(&current.status) {
+        return Err(RepoError::BadRequest(ALREADY));
+    }
+    let u = PacketUpdate {
+        status: Some(status),
+        stage: Some(Stage::Done.as_str()),
+        identity_id: Some(identity_id),
+        reason_code: Some(None),
+        ..Default::default()
+    };
+    rows::update_packet(tx, rid, &u, now).await?;
+    rows::add_event(tx, rid, "issue", status, None, None, now).await?;
+    let (payload, key) = stage_job(rid, Stage::Done, "");
+    jobs::enqueue(tx, JobKind::PacketStage, &payload, &key, now).await?;
+    Ok(())
 }
 
 fn same_packet(existing: &PacketRow, digest: &[u8]) -> Result<Accepted> {
@@ -740,9 +783,14 @@ fn same_packet(existing: &PacketRow, digest: &[u8]) -> Result<Accepted> {
 
 /// Queues a stage (idempotency key per packet, stage and round).
 pub(crate) async fn queue(tx: &mut Tx, rid: &str, stage: Stage, round: &str, now: UnixMillis) -> Result<()> {
-    let key = format!("packet:{rid}:{}{round}", stage.as_str());
-    jobs::enqueue(tx, JobKind::PacketStage, &json!({ "rid": rid, "stage": stage.as_str() }), &key, now).await?;
+    let (payload, key) = stage_job(rid, stage, round);
+    jobs::enqueue(tx, JobKind::PacketStage, &payload, &key, now).await?;
     Ok(())
+}
+
+/// A stage job's payload and idempotency key.
+fn stage_job(rid: &str, stage: Stage, round: &str) -> (Value, String) {
+    (json!({ "rid": rid, "stage": stage.as_str() }), format!("packet:{rid}:{}{round}", stage.as_str()))
 }
 
 /// Locks the packet and says whether it is still at `stage` (a concurrent delivery of the same

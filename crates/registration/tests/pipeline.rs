@@ -27,7 +27,7 @@ use tessera_store::{BlobStore, Db, Vault, uin_pool};
 
 const NOW: i64 = 1_796_000_000_000;
 
-tessera_testkit::storage_tests!(duplicates_namesakes_and_refusals, adjudication_without_biometrics);
+tessera_testkit::storage_tests!(duplicates_namesakes_and_refusals, adjudication_without_biometrics, update_lost_and_child_flows);
 
 #[derive(Debug)]
 struct NoShare;
@@ -332,4 +332,70 @@ async fn adjudication_without_biometrics(url: &str) {
     assert_eq!(s3.status, "issued", "{s3:?}");
     assert_ne!(s3.uin.as_deref(), Some(uin.as_str()));
     assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2);
+}
+
+async fn update_lost_and_child_flows(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let alice = SynthPerson::random(&mut rng);
+    let stranger = SynthPerson::random(&mut rng);
+    f.upload(f.seal(&draft(1, &identity("Amina Diallo", "1990-04-12"), alice.cbeff(&mut rng, "2026-12-07T09:00:00.000Z")))).await.unwrap();
+    f.drain().await;
+    let uin = f.status(1).await.uin.unwrap();
+
+    // UPDATE: only the changed field, applied to the identity it names, as a new version.
+    let mut update = draft(2, &json!({"city": [{"language": "eng", "value": "New Town"}]}), vec![]);
+    update.files.retain(|(_, kind, _)| *kind == FileKind::Identity);
+    update.flow = Flow::Update;
+    update.uin = Some(uin.clone());
+    f.upload(f.seal(&update)).await.unwrap();
+    // LOST: a fresh capture of Alice finds her UIN; a stranger's finds nothing.
+    let mut lost = draft(3, &identity("Amina Diallo", "1990-04-12"), alice.cbeff(&mut rng, "2026-12-07T10:00:00.000Z"));
+    lost.flow = Flow::Lost;
+    f.upload(f.seal(&lost)).await.unwrap();
+    let mut nobody = draft(4, &identity("Amina Diallo", "1990-04-12"), stranger.cbeff(&mut rng, "2026-12-07T10:00:00.000Z"));
+    nobody.flow = Flow::Lost;
+    f.upload(f.seal(&nobody)).await.unwrap();
+    // CHILD: no biometrics, linked to the guardian; too old for the flow; UPDATE of no one.
+    let mut child_record = identity("Sira Diallo", "2024-01-01");
+    child_record.as_object_mut().unwrap().remove("individualBiometrics");
+    let mut child = draft(5, &child_record, vec![]);
+    child.files.retain(|(_, kind, _)| *kind == FileKind::Identity);
+    child.flow = Flow::Child;
+    child.guardian_uin = Some(uin.clone());
+    f.upload(f.seal(&child)).await.unwrap();
+    let mut older = child.clone();
+    older.rid = rid(6);
+    older.files[0].2 = serde_json::to_vec(&{
+        let mut r = child_record.clone();
+        r["dateOfBirth"] = json!("2010-01-01");
+        r
+    })
+    .unwrap();
+    f.upload(f.seal(&older)).await.unwrap();
+    let mut stray = update.clone();
+    stray.rid = rid(7);
+    stray.uin = Some(tessera_core::Uin::generate(&IdRules::uin_default(), &mut rng).unwrap().expose().to_owned());
+    f.upload(f.seal(&stray)).await.unwrap();
+    f.drain().await;
+
+    let s2 = f.status(2).await;
+    assert_eq!((s2.status.as_str(), s2.uin.as_deref()), ("updated", Some(uin.as_str())), "{s2:?}");
+    let actor = Actor { id: "token:test".into(), request_id: String::new() };
+    let now = f.repo.get(&actor, &tessera_core::Uin::parse_with(&uin, &IdRules::uin_default()).unwrap(), NOW).await.unwrap();
+    assert_eq!(now.record["city"][0]["value"], "New Town");
+    assert_eq!(now.record["fullName"][0]["value"], "Amina Diallo", "the rest of the record is kept");
+    assert_eq!(now.version, 2);
+    let s3 = f.status(3).await;
+    assert_eq!((s3.status.as_str(), s3.uin.as_deref()), ("found", Some(uin.as_str())), "{s3:?}");
+    let s4 = f.status(4).await;
+    assert_eq!((s4.status.as_str(), s4.reason.as_deref()), ("rejected", Some("lost_not_found")), "{s4:?}");
+    let s5 = f.status(5).await;
+    assert_eq!(s5.status, "issued", "{s5:?}");
+    let child_id = rows::packet(f.repo.db(), &rid(5).to_string()).await.unwrap().unwrap().identity_id.unwrap();
+    let links = rows::links_of(f.repo.db(), &child_id).await.unwrap();
+    assert_eq!(links, [("guardian".to_owned(), now.id.clone(), rid(5).to_string())]);
+    assert_eq!(f.status(6).await.reason.as_deref(), Some("child_too_old"));
+    assert_eq!(f.status(7).await.reason.as_deref(), Some("uin_not_found"));
+    assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2, "Alice and her child");
 }

@@ -731,3 +731,39 @@ pub async fn decide_adjudication(
     })?;
     Ok(n == 1)
 }
+
+/// Links an identity to another (`kind` = `guardian`: the child's identity to its guardian's),
+/// idempotently.
+///
+/// # Errors
+/// Database errors.
+pub async fn insert_link(tx: &mut Tx, identity_id: &str, kind: &str, other_id: &str, rid: &str, now: UnixMillis) -> Result<()> {
+    crate::on_tx!(tx, c => {
+        sqlx::query(
+            "INSERT INTO identity_links (identity_id, kind, other_id, rid, created_at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (identity_id, kind, other_id) DO NOTHING",
+        )
+        .bind(identity_id)
+        .bind(kind)
+        .bind(other_id)
+        .bind(rid)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// `(kind, other identity id, rid)` of an identity's links.
+///
+/// # Errors
+/// Database errors.
+pub async fn links_of(db: &Db, identity_id: &str) -> Result<Vec<(String, String, String)>> {
+    Ok(crate::on!(db, p => {
+        sqlx::query_as("SELECT kind, other_id, rid FROM identity_links WHERE identity_id = $1 ORDER BY kind, other_id")
+            .bind(identity_id)
+            .fetch_all(p)
+            .await
+    })?)
+}
