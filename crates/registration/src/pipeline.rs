@@ -280,6 +280,10 @@ impl Registration {
             // Delivered again after the stage committed: nothing to do.
             return Ok(StageRun::Done);
         }
+        if stage == Stage::Decide {
+            // The one stage that needs no decryption.
+            return self.decide(&row, now).await;
+        }
         let opened = match self.open(&row).await? {
             Ok(p) => p,
             Err((code, detail)) => {
@@ -291,9 +295,9 @@ impl Registration {
             Stage::Validate => self.validate(&row, &opened, now).await,
             Stage::DemoDedupe => self.demo_dedupe(&row, &opened, now).await,
             Stage::BioDedupe => self.bio_dedupe(&row, &opened, now).await,
-            Stage::Decide => self.decide(&row, &opened, now).await,
             Stage::Issue => self.issue(&row, &opened, now).await,
-            Stage::Done => Ok(StageRun::Done),
+            // Run above.
+            Stage::Decide | Stage::Done => Ok(StageRun::Done),
         }
     }
 
@@ -321,13 +325,18 @@ impl Registration {
 
     async fn validate(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
         match self.check(row, p, now).await? {
-            Ok(()) => {
+            Ok(target) => {
                 let mut tx = self.repo().db().begin().await?;
                 if !still_at(&mut tx, &row.rid, Stage::Validate).await? {
                     return Ok(StageRun::Done);
                 }
-                let u =
-                    PacketUpdate { stage: Some(Stage::DemoDedupe.as_str()), flow: Some(p.manifest.flow.as_str()), ..Default::default() };
+                // An update's identity is known from here on (`decide` needs it, not the packet).
+                let u = PacketUpdate {
+                    stage: Some(Stage::DemoDedupe.as_str()),
+                    flow: Some(p.manifest.flow.as_str()),
+                    identity_id: target.as_deref(),
+                    ..Default::default()
+                };
                 rows::update_packet(&mut tx, &row.rid, &u, now).await?;
                 rows::add_event(&mut tx, &row.rid, "validate", "passed", None, None, now).await?;
                 queue(&mut tx, &row.rid, Stage::DemoDedupe, "", now).await?;
@@ -341,8 +350,9 @@ impl Registration {
         }
     }
 
-    /// Everything about a packet that decides whether it can be processed at all.
-    async fn check(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<Verdict<()>> {
+    /// Everything about a packet that decides whether it can be processed at all. For an
+    /// update, the identity it names.
+    async fn check(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<Verdict<Option<String>>> {
         let m = &p.manifest;
         let db = self.repo().db();
         if !rows::is_staff(db, &row.centre_id, &m.operator, "operator").await?
@@ -403,13 +413,11 @@ impl Registration {
                 }
             }
             Flow::Update => {
-                if let Err(v) = self.existing_uin(m.uin.as_deref(), now).await? {
-                    return Ok(Err(v));
-                }
+                return Ok(self.existing_uin(m.uin.as_deref(), now).await?.map(Some));
             }
             _ => {}
         }
-        Ok(Ok(()))
+        Ok(Ok(None))
     }
 
     /// The biometrics file, when there is one, parses, yields templates (returned), and every
@@ -495,7 +503,8 @@ impl Registration {
         Ok(StageRun::Done)
     }
 
-    async fn decide(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
+    /// Works from the packet's row and candidates alone (no decryption).
+    async fn decide(&self, row: &PacketRow, now: UnixMillis) -> Result<StageRun> {
         let db = self.repo().db();
         let mut candidates = rows::candidates(db, &row.rid).await?;
         let rids: Vec<String> = candidates.iter().map(|c| c.candidate_rid.clone()).collect();
@@ -527,14 +536,11 @@ impl Registration {
             }
         }
         // An update is expected to match the identity it updates.
-        let own = match p.manifest.flow {
-            Flow::Update => self.existing_uin(p.manifest.uin.as_deref(), now).await?.ok(),
-            _ => None,
-        };
+        let flow = row.flow.as_deref().map(Flow::parse).transpose()?.unwrap_or(Flow::New);
+        let own = if flow == Flow::Update { row.identity_id.clone() } else { None };
         hits.retain(|(id, _)| Some(id) != own.as_ref());
         // Only a biometric match is a duplicate without a person looking.
         let best_match = hits.iter().find(|(_, c)| c.source == "bio" && c.decision == "match");
-        let flow = p.manifest.flow;
         match (flow, best_match) {
             (Flow::Lost, Some((id, c))) => self.finish(row, "found", Some(id), Some(c.candidate_rid.as_str()), "found", now).await,
             (Flow::Lost, None) => self.finish(row, "rejected", None, None, "lost_not_found", now).await,
