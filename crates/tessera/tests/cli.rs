@@ -2,28 +2,15 @@
 //! SQLite and PostgreSQL (health, readiness, worker refilling the pool, graceful SIGTERM).
 #![allow(clippy::unwrap_used)] // test code: a panic is the test failing
 
+mod common;
+
+use common::{run as stdout_of, tessera};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tessera_testkit::{TestDb, exec_sql, mosip};
-
-fn tessera(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    c.current_dir(dir)
-        .env_remove("TESSERA_DATABASE_URL")
-        .env_remove("TESSERA_CONFIG")
-        .env_remove("TESSERA_LOG")
-        .env_remove("TESSERA_MASTER_KEY")
-        .env_remove("TESSERA_MASTER_PASSPHRASE");
-    c
-}
-
-fn stdout_of(c: &mut Command) -> (bool, String, String) {
-    let out = c.output().unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 #[test]
 fn generated_uins_are_distinct_and_pass_mosip() {
