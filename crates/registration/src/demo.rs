@@ -28,6 +28,8 @@ use tessera_store::registration::{self as rows, CandidateRow, PacketRow, PacketU
 
 /// Most registrations compared against one new registration.
 pub const DEMO_CANDIDATES_MAX: u32 = 20;
+/// Most digests one search sends (64 blocking keys under three lookup key versions).
+const DEMO_SEARCH_DIGESTS_MAX: usize = 192;
 /// The digest kind of demographic blocking keys (separates them from UIN or VID digests).
 const DEMO_KIND: &str = "demo-block";
 
@@ -71,17 +73,21 @@ impl Registration {
         let keys = matcher.blocking_keys(rec);
         let ks = &**self.repo().keystore();
         let current = ks.current(Purpose::Lookup);
-        let versions: Vec<KeyId> = ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Lookup).map(|k| k.id).collect();
+        let mut versions: Vec<KeyId> = ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Lookup).map(|k| k.id).collect();
+        versions.sort_by(|a, b| b.version.cmp(&a.version));
         let mut store = Vec::with_capacity(keys.len());
-        let mut search = Vec::with_capacity(keys.len() * versions.len());
         for k in &keys {
             store.push(lookup_digest(ks, current, DEMO_KIND, k)?.to_vec());
-            for v in &versions {
+        }
+        // The current version's digests first, then older versions' (entries written before a
+        // rotation), so a search over many versions leaves out the oldest.
+        let mut search = store.clone();
+        for v in versions.iter().filter(|v| **v != current) {
+            for k in &keys {
                 search.push(lookup_digest(ks, *v, DEMO_KIND, k)?.to_vec());
             }
         }
-        search.sort();
-        search.dedup();
+        search.truncate(DEMO_SEARCH_DIGESTS_MAX);
         let hits = rows::find_demo_keys(self.repo().db(), &search, DEMO_CANDIDATES_MAX + 1).await?;
         let rids: Vec<String> = hits.into_iter().map(|(rid, _)| rid).filter(|r| *r != row.rid).collect();
         let mine = matcher.prepare(rec);

@@ -570,14 +570,15 @@ pub async fn candidates(db: &Db, rid: &str) -> Result<Vec<CandidateRow>> {
 /// # Errors
 /// Database errors.
 pub async fn put_demo_keys(tx: &mut Tx, rid: &str, digests: &[Vec<u8>]) -> Result<()> {
-    for d in digests {
+    for chunk in digests.chunks(rows_per_statement(2)) {
+        let sql =
+            format!("INSERT INTO reg_demo_keys (digest, rid) VALUES {} ON CONFLICT (digest, rid) DO NOTHING", placeholders(chunk.len(), 2));
         crate::on_tx!(&mut *tx, c => {
-            sqlx::query("INSERT INTO reg_demo_keys (digest, rid) VALUES ($1, $2) ON CONFLICT (digest, rid) DO NOTHING")
-                .bind(d)
-                .bind(rid)
-                .execute(c)
-                .await
-                .map(|_| ())
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for d in chunk {
+                q = q.bind(d).bind(rid);
+            }
+            q.execute(c).await.map(|_| ())
         })?;
     }
     Ok(())
