@@ -74,7 +74,7 @@ impl Registration {
         let ks = &**self.repo().keystore();
         let current = ks.current(Purpose::Lookup);
         let mut versions: Vec<KeyId> = ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Lookup).map(|k| k.id).collect();
-        versions.sort_by(|a, b| b.version.cmp(&a.version));
+        versions.sort_by_key(|k| std::cmp::Reverse(k.version));
         let mut store = Vec::with_capacity(keys.len());
         for k in &keys {
             store.push(lookup_digest(ks, current, DEMO_KIND, k)?.to_vec());
