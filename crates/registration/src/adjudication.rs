@@ -5,7 +5,7 @@
 //! Reading a case shows personal data (both records, field by field), so every read is audited
 //! (`adjudication.read`, and `identity.read` for each candidate identity shown). A decision is
 //! made once: `duplicate` of one candidate's UIN ends the registration as a duplicate (its ABIS
-//! reference deleted after the commit, no UIN issued); `not_duplicate` sends it on to `issue`. The decision and
+//! reference deleted by the `done` stage queued with it, no UIN issued); `not_duplicate` sends it on to `issue`. The decision and
 //! the packet's next state commit in one transaction; the free-text reason is sealed (it may
 //! name the person).
 
@@ -219,14 +219,6 @@ impl Registration {
         }
         tessera_idrepo::audit::append(&mut tx, &**self.repo().keystore(), &[actor.event("adjudication.decide", id, verdict)], now).await?;
         tx.commit().await?;
-        // After the commit, so a concurrent `not_duplicate` can never leave an issued identity
-        // without its reference. Left behind, a reference is harmless: its packet is final as a
-        // duplicate, and `decide` passes over such candidates.
-        if of.is_some()
-            && let Err(e) = self.delete_reference(&row, now).await
-        {
-            tracing::warn!(code = e.code(), "the ABIS reference of an adjudicated duplicate was not deleted");
-        }
         let a = rows::adjudication(db, id).await?.ok_or(RegError::CaseNotFound)?;
         Ok(summary(&a))
     }

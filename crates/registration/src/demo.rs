@@ -35,21 +35,18 @@ const DEMO_KIND: &str = "demo-block";
 
 impl Registration {
     pub(crate) async fn demo_dedupe(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
-        let (digests, found, outcome) = match p.manifest.flow {
+        let (found, outcome) = match p.manifest.flow {
             // An update names its identity; a lost-UIN search is biometric.
-            Flow::Update | Flow::Lost => (Vec::new(), Vec::new(), "skipped"),
+            Flow::Update | Flow::Lost => (Vec::new(), "skipped"),
             Flow::New | Flow::Child => {
                 let record = identity(p).ok_or(RegError::BadRequest("identity file unreadable after validation"))?;
                 match Record::from_json(&row.rid, &record) {
-                    Ok(rec) => {
-                        let (digests, found) = self.demo_search(row, &rec).await?;
-                        (digests, found, "searched")
-                    }
+                    Ok(rec) => (self.demo_search(row, &rec).await?, "searched"),
                     // Beyond the de-duplicator's limits (the schema allows longer values): the
                     // biometric search still runs.
                     Err(e) => {
                         tracing::info!(error = %e, "registration not comparable demographically");
-                        (Vec::new(), Vec::new(), "skipped")
+                        (Vec::new(), "skipped")
                     }
                 }
             }
@@ -58,7 +55,6 @@ impl Registration {
         if !still_at(&mut tx, &row.rid, Stage::DemoDedupe).await? {
             return Ok(StageRun::Done);
         }
-        rows::put_demo_keys(&mut tx, &row.rid, &digests).await?;
         rows::put_candidates(&mut tx, &row.rid, "demo", &found).await?;
         rows::update_packet(&mut tx, &row.rid, &PacketUpdate { stage: Some(Stage::BioDedupe.as_str()), ..Default::default() }, now).await?;
         rows::add_event(&mut tx, &row.rid, "demo_dedupe", outcome, None, Some(&format!("candidates={}", found.len())), now).await?;
@@ -67,8 +63,13 @@ impl Registration {
         Ok(StageRun::Done)
     }
 
-    /// This registration's digests (to store) and the candidates that score at least "possible".
-    async fn demo_search(&self, row: &PacketRow, rec: &Record) -> Result<(Vec<Vec<u8>>, Vec<CandidateRow>)> {
+    /// Stores this registration's digests, then finds the candidates that score at least
+    /// "possible".
+    ///
+    /// The digests are committed before the search: of two registrations of one person in this
+    /// stage at once, the later search then sees the other's digests (`decide` sorts out which
+    /// one waits).
+    async fn demo_search(&self, row: &PacketRow, rec: &Record) -> Result<Vec<CandidateRow>> {
         let matcher = &self.inner.matcher;
         let keys = matcher.blocking_keys(rec);
         let ks = &**self.repo().keystore();
@@ -88,8 +89,14 @@ impl Registration {
             }
         }
         search.truncate(DEMO_SEARCH_DIGESTS_MAX);
+        let mut tx = self.repo().db().begin().await?;
+        if !still_at(&mut tx, &row.rid, Stage::DemoDedupe).await? {
+            return Ok(Vec::new());
+        }
+        rows::put_demo_keys(&mut tx, &row.rid, &store).await?;
+        tx.commit().await?;
         let hits = rows::find_demo_keys(self.repo().db(), &search, DEMO_CANDIDATES_MAX + 1).await?;
-        let rids: Vec<String> = hits.into_iter().map(|(rid, _)| rid).filter(|r| *r != row.rid).collect();
+        let rids: Vec<String> = hits.into_iter().map(|(rid, _)| rid).filter(|r| *r != row.rid).take(DEMO_CANDIDATES_MAX as usize).collect();
         let mine = matcher.prepare(rec);
         let mut found = Vec::new();
         for other in rows::packets_by_rid(self.repo().db(), &rids).await? {
@@ -112,7 +119,7 @@ impl Registration {
                 detail: c.evidence_compact(),
             });
         }
-        Ok((store, found))
+        Ok(found)
     }
 
     /// The demographic record of another registration: from the repository once its identity

@@ -273,6 +273,11 @@ impl Registration {
         let stage = payload["stage"].as_str().and_then(Stage::parse).ok_or(RegError::BadRequest("payload without a known stage"))?;
         let row = rows::packet(self.repo().db(), rid).await?.ok_or(RegError::NotFound)?;
         if stage == Stage::Done && is_final(&row.status) {
+            // A registration that gave no identity of its own is nobody's candidate any more;
+            // an issued or updated one stays in the gallery as that person.
+            if matches!(row.status.as_str(), "duplicate" | "rejected" | "found") {
+                self.delete_reference(&row, now).await?;
+            }
             self.notify(&row, now).await?;
             return Ok(StageRun::Done);
         }
@@ -401,7 +406,8 @@ impl Registration {
         }
         match m.flow {
             Flow::New | Flow::Lost if !has_bio && m.exceptions.is_empty() => return Ok(Err(("biometrics_missing", String::new()))),
-            Flow::Lost if !has_bio => return Ok(Err(("biometrics_missing", String::new()))),
+            // A lost-UIN search is biometric; an update proves by biometrics whose record it changes.
+            Flow::Lost | Flow::Update if !has_bio => return Ok(Err(("biometrics_missing", String::new()))),
             Flow::Child => {
                 let born = record.get("dateOfBirth").and_then(Value::as_str).and_then(parse_date);
                 let Some(born) = born else { return Ok(Err(("date_of_birth_missing", String::new()))) };
@@ -538,6 +544,14 @@ impl Registration {
         // An update is expected to match the identity it updates.
         let flow = row.flow.as_deref().map(Flow::parse).transpose()?.unwrap_or(Flow::New);
         let own = if flow == Flow::Update { row.identity_id.clone() } else { None };
+        // An update goes on only when its biometrics match the identity it names: otherwise
+        // anyone could rewrite anyone's record (and contact details).
+        if flow == Flow::Update {
+            let verified = hits.iter().any(|(id, c)| Some(id) == own.as_ref() && c.source == "bio" && c.decision == "match");
+            if !verified {
+                return self.finish(row, "rejected", None, None, "update_not_verified", now).await;
+            }
+        }
         hits.retain(|(id, _)| Some(id) != own.as_ref());
         // Only a biometric match is a duplicate without a person looking.
         let best_match = hits.iter().find(|(_, c)| c.source == "bio" && c.decision == "match");
@@ -584,9 +598,10 @@ impl Registration {
         Ok(StageRun::Done)
     }
 
-    /// A final outcome other than issuing: the registration's own ABIS reference is deleted
-    /// first (it must not become anyone's candidate), then the state is committed.
-    /// `detail` is shown in the history beside the code (the candidate's RID, or what was wrong).
+    /// A final outcome other than issuing, committed only if the packet is still where the
+    /// caller read it (a stale delivery changes nothing). The registration's ABIS reference is
+    /// deleted by the `done` stage queued with it. `detail` is shown in the history beside the
+    /// code (the candidate's RID, or what was wrong).
     async fn finish(
         &self,
         row: &PacketRow,
@@ -596,10 +611,9 @@ impl Registration {
         code: &str,
         now: UnixMillis,
     ) -> Result<StageRun> {
-        self.delete_reference(row, now).await?;
         let mut tx = self.repo().db().begin().await?;
         let Some(current) = rows::packet_for_update(&mut tx, &row.rid).await? else { return Err(RegError::NotFound) };
-        if is_final(&current.status) {
+        if is_final(&current.status) || current.stage != row.stage {
             return Ok(StageRun::Done);
         }
         let u = PacketUpdate {

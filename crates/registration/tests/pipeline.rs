@@ -343,19 +343,28 @@ async fn update_lost_and_child_flows(url: &str) {
     f.drain().await;
     let uin = f.status(1).await.uin.unwrap();
 
-    // UPDATE: only the changed field, applied to the identity it names, as a new version.
-    let mut update = draft(2, &json!({"city": [{"language": "eng", "value": "New Town"}]}), vec![]);
-    update.files.retain(|(_, kind, _)| *kind == FileKind::Identity);
+    // UPDATE: only the changed field and a fresh capture that proves whose record it is, applied
+    // to that identity as a new version; the same change with someone else's biometrics is refused.
+    let mut update =
+        draft(2, &json!({"city": [{"language": "eng", "value": "New Town"}]}), alice.cbeff(&mut rng, "2026-12-07T09:30:00.000Z"));
+    update.files[0].2 = serde_json::to_vec(&json!({
+        "city": [{"language": "eng", "value": "New Town"}],
+        "individualBiometrics": {"format": "cbeff", "ref": "bio"},
+    }))
+    .unwrap();
     update.flow = Flow::Update;
     update.uin = Some(uin.clone());
     f.upload(f.seal(&update)).await.unwrap();
+    f.drain().await;
     // LOST: a fresh capture of Alice finds her UIN; a stranger's finds nothing.
     let mut lost = draft(3, &identity("Amina Diallo", "1990-04-12"), alice.cbeff(&mut rng, "2026-12-07T10:00:00.000Z"));
     lost.flow = Flow::Lost;
     f.upload(f.seal(&lost)).await.unwrap();
+    f.drain().await;
     let mut nobody = draft(4, &identity("Amina Diallo", "1990-04-12"), stranger.cbeff(&mut rng, "2026-12-07T10:00:00.000Z"));
     nobody.flow = Flow::Lost;
     f.upload(f.seal(&nobody)).await.unwrap();
+    f.drain().await;
     // CHILD: no biometrics, linked to the guardian; too old for the flow; UPDATE of no one.
     let mut child_record = identity("Sira Diallo", "2024-01-01");
     child_record.as_object_mut().unwrap().remove("individualBiometrics");
@@ -364,6 +373,7 @@ async fn update_lost_and_child_flows(url: &str) {
     child.flow = Flow::Child;
     child.guardian_uin = Some(uin.clone());
     f.upload(f.seal(&child)).await.unwrap();
+    f.drain().await;
     let mut older = child.clone();
     older.rid = rid(6);
     older.files[0].2 = serde_json::to_vec(&{
@@ -373,10 +383,17 @@ async fn update_lost_and_child_flows(url: &str) {
     })
     .unwrap();
     f.upload(f.seal(&older)).await.unwrap();
+    f.drain().await;
+    let mut forged = update.clone();
+    forged.rid = rid(8);
+    forged.files[1].2 = stranger.cbeff(&mut rng, "2026-12-07T09:40:00.000Z");
+    f.upload(f.seal(&forged)).await.unwrap();
+    f.drain().await;
     let mut stray = update.clone();
     stray.rid = rid(7);
     stray.uin = Some(tessera_core::Uin::generate(&IdRules::uin_default(), &mut rng).unwrap().expose().to_owned());
     f.upload(f.seal(&stray)).await.unwrap();
+    f.drain().await;
     f.drain().await;
 
     let s2 = f.status(2).await;
@@ -397,5 +414,6 @@ async fn update_lost_and_child_flows(url: &str) {
     assert_eq!(links, [("guardian".to_owned(), now.id.clone(), rid(5).to_string())]);
     assert_eq!(f.status(6).await.reason.as_deref(), Some("child_too_old"));
     assert_eq!(f.status(7).await.reason.as_deref(), Some("uin_not_found"));
+    assert_eq!(f.status(8).await.reason.as_deref(), Some("update_not_verified"), "another person's biometrics change nothing");
     assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2, "Alice and her child");
 }
