@@ -408,13 +408,22 @@ impl Notifier {
     pub async fn deliver_due(&self, now: UnixMillis, limit: u32) -> Result<Delivery> {
         let limit = limit.clamp(1, DELIVER_LIMIT_MAX);
         let mut d = Delivery::default();
+        // The lease of each claim starts when it is taken, not when the batch began (slow adapters would otherwise claim messages already expired, for
+        // another worker to take while they are being sent). A batch stops claiming after half
+        // a lease, so the worker's jobs never wait long behind a burst of messages.
+        let started = std::time::Instant::now();
+        let clock = || now.saturating_add(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX));
         for row in outbox::expired(self.inner.repo.db(), now, limit).await? {
             self.recover(row, now, &mut d).await?;
         }
         let (email, sms) = (self.inner.email.name(), self.inner.sms.name());
         for _ in 0..limit {
-            let Some(row) = outbox::claim(self.inner.repo.db(), email, sms, self.inner.cfg.lease_ms, now).await? else { break };
-            self.attempt(&row, now, &mut d).await?;
+            if clock() - now > self.inner.cfg.lease_ms / 2 {
+                break;
+            }
+            let Some(row) = outbox::claim(self.inner.repo.db(), email, sms, self.inner.cfg.lease_ms, clock()).await? else { break };
+            let outcome = self.send(&row, now).await;
+            self.settle(&row, outcome, now, &mut d).await?;
         }
         Ok(d)
     }
@@ -435,11 +444,6 @@ impl Notifier {
             _ => Err(SendError::Ambiguous("interrupted")),
         };
         self.settle(&row, outcome, now, d).await
-    }
-
-    async fn attempt(&self, row: &Row, now: UnixMillis, d: &mut Delivery) -> Result<()> {
-        let outcome = self.send(row, now).await;
-        self.settle(row, outcome, now, d).await
     }
 
     async fn send(&self, row: &Row, now: UnixMillis) -> Result<(), SendError> {
