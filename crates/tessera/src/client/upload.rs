@@ -92,7 +92,8 @@ pub fn backoff(attempt: u32, retry_after_s: Option<u64>) -> Duration {
 }
 
 fn retryable(status: u16) -> bool {
-    status == 429 || status >= 500
+    // 408: the server's request timeout on a slow link.
+    status == 408 || status == 429 || status >= 500
 }
 
 /// A run's tally, printed at the end.
@@ -158,6 +159,19 @@ pub async fn sync(d: &ClientDir, max_attempts: u32, json_out: bool) -> anyhow::R
                 Outcome::Answer(403, body, _) if code(&body) == "forbidden" => {
                     t.stopped =
                         Some("the token's role may not upload packets (HTTP 403, forbidden): use an operator or supervisor token".into());
+                    t.queued = queued.len() - i;
+                    break 'packets;
+                }
+                // The server does not know this machine (yet), or its centre is paused: a
+                // matter for the administrator, not a fault of the packets, which stay queued.
+                Outcome::Answer(403, body, _)
+                    if matches!(code(&body).as_str(), "machine_unknown" | "machine_centre_mismatch" | "centre_inactive") =>
+                {
+                    t.stopped = Some(format!(
+                        "the server does not accept this machine's packets now (HTTP 403, {}): ask the administrator \
+                         (`tessera machine register`, `tessera centre set-status`); nothing moved",
+                        code(&body)
+                    ));
                     t.queued = queued.len() - i;
                     break 'packets;
                 }
@@ -237,7 +251,12 @@ pub async fn status(d: &ClientDir, refresh: bool, json_out: bool) -> anyhow::Res
                         if let Ok(mut side) =
                             dir::read_small(&side_path).map_err(|_| ()).and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|_| ()))
                         {
-                            side["server_status"] = body.clone();
+                            // Kept without the UIN: the field machine holds no identifiers.
+                            let mut kept = body.clone();
+                            if let Some(o) = kept.as_object_mut() {
+                                o.remove("uin");
+                            }
+                            side["server_status"] = kept;
                             side["refreshed_at_ms"] = now_ms().into();
                             dir::write_atomic(&side_path, serde_json::to_string_pretty(&side)?.as_bytes())?;
                         }
@@ -297,7 +316,7 @@ mod tests {
         assert_eq!(backoff(30, None), BACKOFF_MAX);
         assert_eq!(backoff(1, Some(3)), Duration::from_secs(3));
         assert_eq!(backoff(1, Some(3600)), BACKOFF_MAX);
-        assert!(retryable(429) && retryable(500) && retryable(503));
+        assert!(retryable(408) && retryable(429) && retryable(500) && retryable(503));
         assert!(!retryable(400) && !retryable(403) && !retryable(409));
     }
 }
