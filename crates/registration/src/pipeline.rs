@@ -586,7 +586,12 @@ impl Registration {
         Ok(())
     }
 
+    /// Opens a case; the resident is told their registration is being reviewed, in the same
+    /// transaction (sealed before it), so the message exists exactly when the case does.
     async fn to_adjudication(&self, row: &PacketRow, now: UnixMillis) -> Result<StageRun> {
+        let vars = BTreeMap::from([("rid".to_owned(), row.rid.clone())]);
+        let key = format!("registration.adjudication:{}", row.rid);
+        let messages = self.messages(row, &key, "registration.adjudication", &vars, now).await?;
         let mut tx = self.repo().db().begin().await?;
         if !still_at(&mut tx, &row.rid, Stage::Decide).await? {
             return Ok(StageRun::Done);
@@ -594,8 +599,40 @@ impl Registration {
         let id = rows::open_adjudication(&mut tx, &uuid::Uuid::new_v4().to_string(), &row.rid, now).await?;
         rows::update_packet(&mut tx, &row.rid, &PacketUpdate { status: Some("adjudication"), ..Default::default() }, now).await?;
         rows::add_event(&mut tx, &row.rid, "decide", "adjudication", Some("candidate_in_doubt"), Some(&id), now).await?;
+        if let Some(notifier) = &self.inner.notifier {
+            for m in messages {
+                notifier.enqueue(&mut tx, m, now).await.map_err(RegError::Notify)?;
+            }
+        }
         tx.commit().await?;
         Ok(StageRun::Done)
+    }
+
+    /// The resident's messages about `row` (sealed, ready to enqueue) under `key` (`:email`,
+    /// `:sms` appended); none without a notifier or contact details. The contact details: the
+    /// identity's once written (the latest), else the packet's.
+    async fn messages(
+        &self,
+        row: &PacketRow,
+        key: &str,
+        template: &str,
+        vars: &BTreeMap<String, String>,
+        now: UnixMillis,
+    ) -> Result<Vec<tessera_notify::Prepared>> {
+        let Some(notifier) = &self.inner.notifier else { return Ok(Vec::new()) };
+        let Some(Value::Object(record)) = self.record_of_packet(row).await? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for n in NewNotification::for_record(key, template, &record, None, vars) {
+            match notifier.prepare(&n, now).await {
+                Ok(p) => out.push(p),
+                // The message cannot be made (an address the channel refuses): nobody to tell.
+                Err(e @ (NotifyError::Address(_) | NotifyError::Variable(_) | NotifyError::NoTemplate)) => {
+                    tracing::info!(code = e.code(), "no notification for this registration");
+                }
+                Err(e) => return Err(RegError::Notify(e)),
+            }
+        }
+        Ok(out)
     }
 
     /// A final outcome other than issuing, committed only if the packet is still where the
@@ -665,18 +702,12 @@ impl Registration {
                 Err(e) => return Err(e.into()),
             };
         }
-        // The contact details: the identity's once written (the latest), else the packet's.
-        let Some(Value::Object(record)) = self.record_of_packet(row).await? else { return Ok(()) };
-        for n in NewNotification::for_record(&format!("registration:{}", row.rid), template, &record, None, &vars) {
-            match notifier.enqueue_now(&n, now).await {
-                Ok(_) => {}
-                // The message cannot be made (an address the channel refuses): nobody to tell.
-                Err(e @ (NotifyError::Address(_) | NotifyError::Variable(_) | NotifyError::NoTemplate)) => {
-                    tracing::info!(code = e.code(), "no notification for this registration");
-                }
-                Err(e) => return Err(RegError::Notify(e)),
-            }
+        let messages = self.messages(row, &format!("registration:{}", row.rid), template, &vars, now).await?;
+        let mut tx = self.repo().db().begin().await?;
+        for m in messages {
+            notifier.enqueue(&mut tx, m, now).await.map_err(RegError::Notify)?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -332,6 +332,13 @@ async fn adjudication_without_biometrics(url: &str) {
     assert_eq!(s3.status, "issued", "{s3:?}");
     assert_ne!(s3.uin.as_deref(), Some(uin.as_str()));
     assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 2);
+    // Told of the review when the case opened, then of the outcome: once each.
+    let mut sent: Vec<String> = f.messages().await.into_iter().map(|(t, _)| t).collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        ["registration.adjudication", "registration.adjudication", "registration.duplicate", "registration.issued", "registration.issued"]
+    );
 }
 
 async fn update_lost_and_child_flows(url: &str) {

@@ -235,7 +235,9 @@ pub async fn capture(target: &Target, exceptions: &[BioException], now_ms: i64) 
         if count == 0 {
             continue;
         }
-        let transaction = format!("tsr-{now_ms}-{}", d.device_id);
+        // SBI caps a transaction id at 50 characters: the time and a short digest of the device.
+        let device = tessera_crypto::digest::sha256(&[d.device_id.as_bytes()]);
+        let transaction = format!("tsr-{now_ms}-{:02x}{:02x}{:02x}{:02x}", device[0], device[1], device[2], device[3]);
         let request = json!({
             "env": "Developer",
             "purpose": "Registration",
