@@ -21,13 +21,15 @@ pub struct CasesQuery {
     pub state: Option<String>,
     /// At most this many (default 50, at most 200).
     pub limit: Option<u32>,
+    /// The next page: cases after this case id (the previous page's `next`).
+    pub after: Option<String>,
 }
 
 /// Cases, oldest first (ids, RIDs and states only).
 #[utoipa::path(get, path = "/v1/adjudications", tag = "registration", params(CasesQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{\"cases\": [{\"id\", \"rid\", \"state\", \"decision\", \"created_at_ms\", \"decided_at_ms\"}]}`", body = Object),
+        (status = 200, description = "`{\"cases\": [{\"id\", \"rid\", \"state\", \"decision\", \"created_at_ms\", \"decided_at_ms\"}], \"next\"}`; `next` (the last id, when the page is full) is the `after` of the next page", body = Object),
         (status = 400, description = "`bad_request`: unknown state", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Only adjudicators and administrators", body = ErrorBody),
@@ -40,8 +42,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller, Query(q): Query
         Some("all") => None,
         Some(s) => Some(s),
     };
-    let cases = reg.cases(wanted, q.limit.unwrap_or(50)).await.map_err(reg_error)?;
-    Ok(Json(json!({ "cases": cases })))
+    let limit = q.limit.unwrap_or(50).clamp(1, tessera_registration::adjudication::CASES_PAGE_MAX);
+    let cases = reg.cases(wanted, q.after.as_deref(), limit).await.map_err(reg_error)?;
+    let next = (cases.len() == limit as usize).then(|| cases.last().map(|c| c.id.clone())).flatten();
+    Ok(Json(json!({ "cases": cases, "next": next })))
 }
 
 /// One case: the registration beside each candidate, field by field, with every search's

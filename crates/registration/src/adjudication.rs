@@ -98,15 +98,16 @@ fn summary(a: &AdjudicationRow) -> CaseSummary {
 }
 
 impl Registration {
-    /// Cases in `state` (`open`, `decided`, or all), oldest first.
+    /// Cases in `state` (`open`, `decided`, or all), oldest first, after case `after` (the last
+    /// id of the previous page).
     ///
     /// # Errors
     /// `BadRequest` for another state; storage errors.
-    pub async fn cases(&self, state: Option<&str>, limit: u32) -> Result<Vec<CaseSummary>> {
+    pub async fn cases(&self, state: Option<&str>, after: Option<&str>, limit: u32) -> Result<Vec<CaseSummary>> {
         if state.is_some_and(|s| s != "open" && s != "decided") {
             return Err(RegError::BadRequest("state is open or decided"));
         }
-        let rows = rows::adjudications(self.repo().db(), state, limit.clamp(1, CASES_PAGE_MAX)).await?;
+        let rows = rows::adjudications(self.repo().db(), state, after, limit.clamp(1, CASES_PAGE_MAX)).await?;
         Ok(rows.iter().map(summary).collect())
     }
 

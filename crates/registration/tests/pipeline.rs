@@ -287,7 +287,7 @@ async fn adjudication_without_biometrics(url: &str) {
     f.drain().await;
     let s2 = f.status(2).await;
     assert_eq!(s2.status, "adjudication", "{s2:?}");
-    let cases = f.reg.cases(Some("open"), 50).await.unwrap();
+    let cases = f.reg.cases(Some("open"), None, 50).await.unwrap();
     assert_eq!(cases.len(), 1);
     let case = f.reg.case(&actor, &cases[0].id, NOW).await.unwrap();
     assert_eq!(case.registration.rid, rid(2).to_string());
@@ -325,7 +325,16 @@ async fn adjudication_without_biometrics(url: &str) {
     f.upload(f.seal(&without_biometrics(3, &identity("Amina Diallo", "1990-04-12")))).await.unwrap();
     f.drain().await;
     assert_eq!(f.status(3).await.status, "adjudication");
-    let id = f.reg.cases(Some("open"), 50).await.unwrap()[0].id.clone();
+    let id = f.reg.cases(Some("open"), None, 50).await.unwrap()[0].id.clone();
+    // Pages of one: both cases, each once, then nothing.
+    let first = f.reg.cases(None, None, 1).await.unwrap();
+    let second = f.reg.cases(None, Some(&first[0].id), 1).await.unwrap();
+    let mut both = [first[0].id.clone(), second[0].id.clone()];
+    both.sort();
+    let mut expected = [case.summary.id.clone(), id.clone()];
+    expected.sort();
+    assert_eq!(both, expected);
+    assert!(f.reg.cases(None, Some(&second[0].id), 1).await.unwrap().is_empty());
     f.reg.decide_case(&actor, &id, &Decision::NotDuplicate, "different mother's name, other village", NOW).await.unwrap();
     f.drain().await;
     let s3 = f.status(3).await;

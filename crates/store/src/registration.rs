@@ -684,16 +684,20 @@ pub async fn adjudication_of(db: &Db, rid: &str) -> Result<Option<AdjudicationRo
     Ok(row.map(adjudication_row))
 }
 
-/// Cases in `state` (or all), oldest first, created after `after_ms`.
+/// Cases in `state` (or all), oldest first (by creation, then id), after case `after` when
+/// given (a page's last id; an unknown id yields nothing).
 ///
 /// # Errors
 /// Database errors.
-pub async fn adjudications(db: &Db, state: Option<&str>, limit: u32) -> Result<Vec<AdjudicationRow>> {
+pub async fn adjudications(db: &Db, state: Option<&str>, after: Option<&str>, limit: u32) -> Result<Vec<AdjudicationRow>> {
     let rows: Vec<AdjTuple> = crate::on!(db, p => {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ADJ_COLUMNS} FROM adjudications WHERE ($1 IS NULL OR state = $1) ORDER BY created_at_ms, id LIMIT $2"
+            "SELECT {ADJ_COLUMNS} FROM adjudications WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR (created_at_ms, id) > (SELECT created_at_ms, id FROM adjudications WHERE id = $2)) \
+             ORDER BY created_at_ms, id LIMIT $3"
         )))
         .bind(state)
+        .bind(after)
         .bind(i64::from(limit.clamp(1, LIST_LIMIT_MAX)))
         .fetch_all(p)
         .await

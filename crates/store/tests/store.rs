@@ -509,6 +509,6 @@ async fn registration_rows_round_trip_and_refuse_conflicts(url: &str) {
     tx.commit().await.unwrap();
     let case = reg::adjudication(&db, &id).await.unwrap().unwrap();
     assert_eq!((case.state.as_str(), case.decision.as_deref()), ("decided", Some("not_duplicate")));
-    assert_eq!(reg::adjudications(&db, Some("open"), 10).await.unwrap().len(), 0);
+    assert_eq!(reg::adjudications(&db, Some("open"), None, 10).await.unwrap().len(), 0);
     assert_eq!(reg::adjudication_of(&db, &p.rid).await.unwrap().unwrap().id, id);
 }
