@@ -465,6 +465,9 @@ async fn openapi_is_valid_and_lists_every_endpoint() {
         "/v1/abis",
         "/v1/packets",
         "/v1/packets/{rid}",
+        "/v1/adjudications",
+        "/v1/adjudications/{id}",
+        "/v1/adjudications/{id}/decision",
     ]
     .into();
     assert_eq!(paths, expected);
