@@ -206,7 +206,14 @@ async fn execute(
         Ok(None) => {
             metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "done").increment(1);
             match jobs::complete(db, &job, now_ms()).await {
-                Ok(true) => tracing::info!(job = job.id, kind, attempt = job.attempt, "job done"),
+                Ok(true) => tracing::info!(
+                    job = job.id,
+                    kind,
+                    stage = job.payload["stage"].as_str().unwrap_or(""),
+                    attempt = job.attempt,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "job done"
+                ),
                 Ok(false) => tracing::warn!(job = job.id, kind, "job finished after its lease was lost"),
                 Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot record job completion"),
             }

@@ -47,7 +47,7 @@ fn record(i: usize, name: &str) -> Value {
     json!({
         "fullName": [{"language": "eng", "value": name}],
         "dateOfBirth": format!("19{:02}-{:02}-{:02}", 40 + i % 60, 1 + i % 12, 1 + i % 28),
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "email": format!("resident{i}@example.org"),
         "addressLine1": [{"language": "eng", "value": format!("{} Harbour Road", i + 1)}],
         "city": [{"language": "eng", "value": "Port Town"}],
