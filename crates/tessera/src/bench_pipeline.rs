@@ -432,41 +432,43 @@ async fn run_in(a: &Args, scratch: &Path) -> anyhow::Result<Value> {
     #[allow(clippy::cast_precision_loss)] // milliseconds
     let e2e_s = (last_final_ms - t0_ms) as f64 / 1000.0;
 
-    // Correctness.
+    // Correctness: one UIN per person, issued by exactly one of its packets (which one may be
+    // the re-enrolment: of two registrations of a person in flight at once, the one that was
+    // not found by the other proceeds and the other ends a duplicate), every other packet a
+    // duplicate of it, no UIN issued twice.
     let mut problems: Vec<String> = Vec::new();
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-    let mut uin_of_person: HashMap<usize, HashSet<String>> = HashMap::new();
+    let mut of_person: HashMap<usize, (HashSet<String>, usize)> = HashMap::new();
     let mut issued = HashSet::new();
     let mut reenrolments_duplicate = 0;
     for (rid, person, again, _) in packets.iter() {
         let s = &statuses[rid];
         let status = s["status"].as_str().unwrap_or("?").to_owned();
         *by_status.entry(status.clone()).or_default() += 1;
-        let uin = s["uin"].as_str().map(str::to_owned);
-        match (status.as_str(), again, uin) {
-            ("issued", false, Some(u)) => {
-                if !issued.insert(u.clone()) {
+        let entry = of_person.entry(*person).or_default();
+        match (status.as_str(), s["uin"].as_str()) {
+            ("issued", Some(u)) => {
+                if !issued.insert(u.to_owned()) {
                     problems.push(format!("{rid}: a UIN issued twice"));
                 }
-                uin_of_person.entry(*person).or_default().insert(u);
+                entry.0.insert(u.to_owned());
+                entry.1 += 1;
             }
-            ("duplicate", true, Some(u)) => {
-                reenrolments_duplicate += 1;
-                uin_of_person.entry(*person).or_default().insert(u);
+            ("duplicate", Some(u)) => {
+                reenrolments_duplicate += usize::from(*again);
+                entry.0.insert(u.to_owned());
             }
-            (other, _, _) if problems.len() < 20 => {
-                problems.push(format!(
-                    "{rid}: {} ended {other} (reason {})",
-                    if *again { "re-enrolment" } else { "new person" },
-                    s["reason"]
-                ));
-            }
+            (other, _) if problems.len() < 20 => problems.push(format!("{rid}: ended {other} (reason {})", s["reason"])),
             _ => {}
         }
     }
-    let people_with_two = uin_of_person.values().filter(|u| u.len() > 1).count();
+    let people_with_two = of_person.values().filter(|(uins, _)| uins.len() > 1).count();
     if people_with_two > 0 {
         problems.push(format!("{people_with_two} persons hold more than one UIN"));
+    }
+    let not_issued_once = of_person.values().filter(|(_, n)| *n != 1).count();
+    if not_issued_once > 0 {
+        problems.push(format!("{not_issued_once} persons were issued a UIN by no packet or by several"));
     }
 
     let stages = stage_costs(scratch, a.topology);
