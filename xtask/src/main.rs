@@ -23,6 +23,10 @@ const USAGE: &str = "usage:
                                       FMR/FNMR, FPIR/FNIR per modality and fused
   cargo xtask bench dedupe [ARGS...]  demographic de-duplication: precision, recall, records/s
                                       (ARGS: tessera bench dedupe --help)
+  cargo xtask bench pipeline [--gallery N] [--count N] [--only sqlite|postgres] [--topology single|split]
+                                      end-to-end registrations/s (upload → UIN, bio de-duplication
+                                      against a synthetic gallery) on SQLite and a throwaway
+                                      PostgreSQL, one process and one API + two workers
   cargo xtask pg [-- CMD ARGS...]     start a throwaway PostgreSQL, print its URL (or run CMD with
                                       TESSERA_TEST_DATABASE_URL set), stop it on exit";
 
@@ -137,6 +141,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         Some("uin-pool") => bench_uin_pool(&parse_bench_args(&args[1..])?),
         Some("idrepo") => bench_idrepo(&parse_bench_args(&args[1..])?),
         Some(name @ ("abis" | "abis-accuracy" | "dedupe")) => bench_abis(name, &args[1..]),
+        Some("pipeline") => bench_pipeline(&args[1..]),
         _ => Err(format!("unknown benchmark\n{USAGE}")),
     }
 }
@@ -357,4 +362,110 @@ fn bench_uin_pool(b: &BenchArgs) -> Result<(), String> {
 
 fn label(url: &str) -> String {
     if url.starts_with("sqlite:") { "sqlite".into() } else { "postgres".into() }
+}
+
+/// The goal of issue #6 on this project's 2-core machines, and MOSIP's production sizing
+/// (216,000 enrolments a day on 252 vCPUs: 0.01 per vCPU per second) for 2 vCPUs.
+const PIPELINE_GOAL_PER_S: f64 = 50.0;
+const MOSIP_PER_VCPU_S: f64 = 0.01;
+
+/// Builds the release binary and runs `tessera bench pipeline` for each database (SQLite in a
+/// scratch directory; PostgreSQL in a fresh throwaway cluster per run, durable as in
+/// production) and topology (one process; one API and two workers), then prints one table and
+/// writes `target/bench/pipeline.json`. A run that fails is reported and the others still run.
+fn bench_pipeline(args: &[String]) -> Result<(), String> {
+    let (mut gallery, mut count) = ("100000".to_owned(), "1000".to_owned());
+    let mut databases = vec!["sqlite", "postgres"];
+    let mut topologies = vec!["single", "split"];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--gallery" => gallery = value()?,
+            "--count" => count = value()?,
+            "--only" => {
+                let v = value()?;
+                databases.retain(|d| *d == v);
+            }
+            "--topology" => {
+                let v = value()?;
+                topologies.retain(|t| *t == v);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if databases.is_empty() || topologies.is_empty() {
+        return Err(format!("--only takes sqlite or postgres, --topology single or split\n{USAGE}"));
+    }
+    run(cargo().args(["build", "--release", "--locked", "-p", "tessera"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), PathBuf::from);
+    let exe = target.join("release/tessera");
+    let out_dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let mut results = serde_json::Map::new();
+    let mut failed = Vec::new();
+    for db in &databases {
+        for topology in &topologies {
+            let name = format!("{db}-{topology}");
+            let out = out_dir.join(format!("pipeline-{name}.json"));
+            let _ = std::fs::remove_file(&out);
+            // A fresh cluster per run: every run starts from an empty database.
+            let (cluster, url) = if *db == "postgres" {
+                let (c, url) = pg::Cluster::start(pg::Durability::Full)?;
+                (Some(c), url)
+            } else {
+                (None, "none".to_owned())
+            };
+            let ran = run(Command::new(&exe)
+                .args(["bench", "pipeline", "--database-url", &url, "--gallery", &gallery, "--count", &count, "--topology", topology])
+                .arg("--json")
+                .arg(&out)
+                .env_remove("TESSERA_DATABASE_URL")
+                .env_remove("TESSERA_DATA_DIR")
+                .env_remove("TESSERA_CONFIG"));
+            drop(cluster);
+            let v = std::fs::read_to_string(&out)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            if let Err(e) = ran {
+                failed.push(format!("{name}: {e}"));
+                results.insert(name, serde_json::json!({ "error": e, "partial": v }));
+            } else {
+                results.insert(name, v);
+            }
+        }
+    }
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let mosip = MOSIP_PER_VCPU_S * 2.0;
+    println!(
+        "\n| database | topology | gallery (fill s, persons/s) | packets | uploads/s | registrations/s | p50 / p95 ms | ÷ goal {PIPELINE_GOAL_PER_S}/s | ÷ MOSIP {mosip}/s (2 vCPU) | correct |"
+    );
+    println!("|---|---|---|---:|---:|---:|---|---:|---:|---|");
+    for (name, v) in &results {
+        let (db, topology) = name.split_once('-').unwrap_or((name, ""));
+        if v.get("error").is_some() {
+            println!("| {db} | {topology} | failed: {} | | | | | | | no |", v["error"].as_str().unwrap_or("?"));
+            continue;
+        }
+        let rate = f(v, "registrations_per_s");
+        println!(
+            "| {db} | {topology} | {} ({:.0} s, {:.0}/s) | {} | {:.1} | {:.2} | {} / {} | {:.3} | {:.0}× | {} |",
+            v["gallery"],
+            f(v, "gallery_fill_s"),
+            f(v, "gallery_fill_per_s"),
+            v["packets"],
+            f(v, "uploads_per_s"),
+            rate,
+            v["latency_ms"]["p50"],
+            v["latency_ms"]["p95"],
+            rate / PIPELINE_GOAL_PER_S,
+            rate / mosip,
+            if v["correct"] == true { "yes" } else { "NO" }
+        );
+    }
+    let combined = out_dir.join("pipeline.json");
+    std::fs::write(&combined, serde_json::to_string_pretty(&results).unwrap_or_default()).map_err(|e| e.to_string())?;
+    println!("\nJSON: {}", combined.display());
+    if failed.is_empty() { Ok(()) } else { Err(format!("some runs failed: {}", failed.join("; "))) }
 }

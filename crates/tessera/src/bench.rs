@@ -88,6 +88,36 @@ pub enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// End-to-end registrations per second through real server processes: a scratch data
+    /// directory, an ABIS gallery of GALLERY synthetic persons (filled first, timed apart),
+    /// COUNT sealed packets (every tenth a re-enrolment), then upload → every packet final;
+    /// upload rate, registrations/s, p50/p95 latency, per-stage job costs, correctness.
+    Pipeline {
+        /// `none`: SQLite in the scratch directory. Otherwise a scratch PostgreSQL database
+        /// (the run fills it).
+        #[arg(long, default_value = "none")]
+        database_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        gallery: usize,
+        #[arg(long, default_value_t = 1_000)]
+        count: usize,
+        #[arg(long, value_enum, default_value_t = crate::bench_pipeline::Topology::Single)]
+        topology: crate::bench_pipeline::Topology,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Most seconds from the first upload until every packet is final.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+        /// The servers' worker poll interval (ms).
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
+        /// Keep the scratch directory (server logs) and print where it is.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The demographic de-duplicator on a synthetic population with planted duplicates and
     /// namesakes: precision and recall (match, and match or possible match) against the ground
     /// truth, namesakes called matches, pairs compared beside all pairs, records/s.
@@ -149,6 +179,16 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             let result =
                 tokio::task::spawn_blocking(move || crate::bench_abis::accuracy(persons, impostors, gallery, probes, threads)).await??;
             emit(&result, json.as_ref())
+        }
+        BenchCmd::Pipeline { database_url, gallery, count, topology, concurrency, timeout_s, poll_ms, keep, json } => {
+            let database_url = (database_url != "none").then_some(database_url);
+            let args = crate::bench_pipeline::Args { database_url, gallery, count, topology, concurrency, timeout_s, poll_ms, keep };
+            let result = crate::bench_pipeline::run(args).await?;
+            emit(&result, json.as_ref())?;
+            if result["correct"] != true {
+                bail!("the pipeline's outcomes were not all correct: see problems above");
+            }
+            Ok(())
         }
         BenchCmd::Dedupe { count, seed, threads, json } => {
             let result = tokio::task::spawn_blocking(move || crate::dedupe::bench(count, seed, threads)).await??;

@@ -57,11 +57,16 @@ pub struct WorkerConfig {
     pub lease_ms: i64,
     /// How often the worker checks whether the UIN pool needs a refill and reaps expired leases.
     pub housekeeping_interval_ms: u64,
+    /// Jobs one worker runs at once (their waits on the database and the key vault overlap).
+    pub concurrency: u32,
 }
+
+/// Most jobs one worker runs at once.
+pub const WORKER_CONCURRENCY_MAX: u32 = 64;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { poll_interval_ms: 500, lease_ms: 5 * 60 * 1000, housekeeping_interval_ms: 10_000 }
+        WorkerConfig { poll_interval_ms: 500, lease_ms: 5 * 60 * 1000, housekeeping_interval_ms: 10_000, concurrency: 4 }
     }
 }
 
@@ -563,6 +568,9 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.worker.housekeeping_interval_ms) {
             problems.push("worker.housekeeping_interval_ms must be between 100 and 3600000".into());
+        }
+        if !(1..=WORKER_CONCURRENCY_MAX).contains(&self.worker.concurrency) {
+            problems.push(format!("worker.concurrency must be between 1 and {WORKER_CONCURRENCY_MAX}"));
         }
         problems.extend(self.abis.check());
         problems.extend(self.registration.check());

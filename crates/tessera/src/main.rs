@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod bench_abis;
+mod bench_pipeline;
 mod centres;
 mod client;
 mod config;

@@ -37,6 +37,11 @@ pub async fn run(
     let housekeeping_every = Duration::from_millis(cfg.worker.housekeeping_interval_ms);
     let mut last_housekeeping: Option<tokio::time::Instant> = None;
     let mut last_notify: Option<tokio::time::Instant> = None;
+    // Up to `worker.concurrency` jobs at once; each is leased on its own, so the queue's
+    // guarantees (one holder per job, retries, dead letters) are unchanged.
+    let concurrency = usize::try_from(cfg.worker.concurrency).unwrap_or(1).max(1);
+    let shared = std::sync::Arc::new((repo.clone(), cfg.clone(), registration.clone()));
+    let mut running = tokio::task::JoinSet::new();
     while !*shutdown.borrow() {
         if last_housekeeping.is_none_or(|t| t.elapsed() >= housekeeping_every) {
             housekeeping(&repo, &cfg).await;
@@ -48,23 +53,41 @@ pub async fn run(
             deliver_notifications(n, cfg.notifications.batch).await;
             last_notify = Some(tokio::time::Instant::now());
         }
-        let leased = match jobs::lease(&db, &worker_id, cfg.worker.lease_ms, now_ms()).await {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(code = e.code(), error = %e, "cannot lease a job");
-                None
+        let leased = if running.len() < concurrency {
+            match jobs::lease(&db, &worker_id, cfg.worker.lease_ms, now_ms()).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(code = e.code(), error = %e, "cannot lease a job");
+                    None
+                }
             }
+        } else {
+            None
         };
         match leased {
-            Some(job) => execute(&repo, &cfg, registration.as_ref(), job, cfg.worker.lease_ms, None).await,
+            Some(job) => {
+                let shared = std::sync::Arc::clone(&shared);
+                running.spawn(async move {
+                    let (repo, cfg, registration) = &*shared;
+                    execute(repo, cfg, registration.as_ref(), job, cfg.worker.lease_ms, None).await;
+                });
+            }
+            // All slots busy: wait for one to free up.
+            None if running.len() >= concurrency => {
+                let _ = running.join_next().await;
+            }
+            // Nothing to lease: wait for the poll interval, a job to end, or shutdown.
             None => {
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
                     _ = shutdown.changed() => {}
                 }
             }
         }
     }
+    // Jobs under way finish before the worker stops (a cut-off one would be retried anyway).
+    while running.join_next().await.is_some() {}
     tracing::info!(worker = %worker_id, "worker stopped");
 }
 
@@ -206,7 +229,14 @@ async fn execute(
         Ok(None) => {
             metrics::counter!("tessera_jobs_total", "kind" => kind, "outcome" => "done").increment(1);
             match jobs::complete(db, &job, now_ms()).await {
-                Ok(true) => tracing::info!(job = job.id, kind, attempt = job.attempt, "job done"),
+                Ok(true) => tracing::info!(
+                    job = job.id,
+                    kind,
+                    stage = job.payload["stage"].as_str().unwrap_or(""),
+                    attempt = job.attempt,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "job done"
+                ),
                 Ok(false) => tracing::warn!(job = job.id, kind, "job finished after its lease was lost"),
                 Err(e) => tracing::error!(job = job.id, code = e.code(), error = %e, "cannot record job completion"),
             }
