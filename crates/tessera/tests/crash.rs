@@ -223,7 +223,16 @@ fn kill_9_during_500_uploads(url: &str) {
     for (person, uins) in &uin_of_person {
         assert_eq!(uins.len(), 1, "person {person} has {} UINs", uins.len());
     }
-    assert_eq!(issued.len(), PACKETS - REENROLMENTS, "{by_status:?}");
+    // Whose UIN each issued one is; a person whose packets all ended as duplicates of someone
+    // else's UIN met a biometric false match. The engine's thresholds allow those at its target
+    // FPIR (0.1% per search, so about one in two runs of 450 people): bounded, and reported.
+    let owner: BTreeMap<&str, usize> =
+        statuses.iter().filter(|(_, s)| s["status"] == "issued").map(|(rid, s)| (s["uin"].as_str().unwrap(), person_of[rid])).collect();
+    let falsely_matched: Vec<usize> =
+        uin_of_person.iter().filter(|(p, uins)| uins.iter().all(|u| owner.get(u.as_str()) != Some(*p))).map(|(p, _)| *p).collect();
+    eprintln!("persons falsely matched to another: {falsely_matched:?}");
+    assert!(falsely_matched.len() <= 2, "false matches beyond the engine's FPIR: {falsely_matched:?}");
+    assert_eq!(issued.len() + falsely_matched.len(), PACKETS - REENROLMENTS, "{by_status:?}");
     let (ok, dead, err) = run(cli(d, url).args(["jobs", "list", "--state", "dead"]));
     assert!(ok && dead.trim().is_empty(), "nothing dead-lettered: {dead}{err}");
 
