@@ -267,28 +267,10 @@ impl Registration {
     }
 }
 
-/// A candidate row as evidence: the search, its score and decision, and its per-field or
-/// per-modality detail.
+/// A candidate row as evidence: the search, its score and decision, and its per-field (`demo`)
+/// or per-modality (`bio`) detail, both stored as JSON.
 fn evidence(c: &CandidateRow) -> Value {
-    let detail = if c.source == "demo" {
-        let fields: Vec<Value> = c
-            .detail
-            .split(';')
-            .filter_map(|part| {
-                let mut it = part.split(':');
-                let (field, method, similarity, weight) = (it.next()?, it.next()?, it.next()?, it.next()?);
-                Some(json!({
-                    "field": field,
-                    "method": method,
-                    "similarity": similarity.parse::<f64>().ok(),
-                    "weight": weight.parse::<f64>().ok(),
-                }))
-            })
-            .collect();
-        Value::Array(fields)
-    } else {
-        serde_json::from_str(&c.detail).unwrap_or(Value::Null)
-    };
+    let detail = serde_json::from_str(&c.detail).unwrap_or(Value::Null);
     json!({ "source": c.source, "score": c.score, "decision": c.decision, "detail": detail })
 }
 
@@ -319,7 +301,7 @@ mod tests {
             source: "demo".into(),
             score: 27.5,
             decision: "match".into(),
-            detail: "full_name:jaro_winkler:0.950:+12.00;date_of_birth:exact:1.000:+9.50".into(),
+            detail: r#"[{"field":"full_name","method":"jaro_winkler","similarity":0.95,"weight":12.0},{"field":"date_of_birth","method":"exact","similarity":1.0,"weight":9.5}]"#.into(),
         };
         let e = evidence(&c);
         assert_eq!(e["detail"][0]["field"], "full_name");

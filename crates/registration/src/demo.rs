@@ -116,7 +116,8 @@ impl Registration {
                 source: "demo".into(),
                 score: c.score,
                 decision: decision.into(),
-                detail: c.evidence_compact(),
+                // JSON, like the biometric search's detail: field, method, similarity, weight.
+                detail: serde_json::to_string(&c.evidence).unwrap_or_default(),
             });
         }
         Ok(found)
