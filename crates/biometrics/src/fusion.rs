@@ -18,9 +18,12 @@
 //!
 //! 1:N decision: over a gallery of `N`, a stranger is expected to produce `N · 10^−E` false
 //! candidates at evidence `E`; MOSIP's `targetFPIR` t asks for FPIR = 10^(−t/10). So a candidate
-//! is a **match** when `E ≥ log10(N) + t/10`. Below that, down to `review_decades` less (default
-//! 2: a hundred times likelier to be a stranger), it **needs adjudication** by a person; below
-//! that it is **no match** and not reported.
+//! is a **match** when `E ≥ log10(N) + t/10`. Below that, down to `review_decades` less, it
+//! **needs adjudication** by a person; below that it is **no match** and not reported. The
+//! default band is empty (0 decades): a caller asking for an FPIR gets only candidates at it, as
+//! MOSIP's ABIS interface means `targetFPIR`; a band of 2 decades would put a stranger in doubt
+//! in one search in ten. Registration keeps its own band *above* the match threshold instead
+//! (an automatic duplicate needs far more evidence than a case for a person to look at).
 //!
 //! Evidence per modality is capped (`EVIDENCE_MAX`): calibration tables end somewhere, and no
 //! single modality should outvote all others without limit.
@@ -53,8 +56,9 @@ impl Modality {
 
 /// Largest evidence one modality contributes (FMR 1e-15).
 pub const EVIDENCE_MAX: f64 = 15.0;
-/// Default width of the adjudication band below the match threshold, in decades of FMR.
-pub const REVIEW_DECADES_DEFAULT: f64 = 2.0;
+/// Default width of the adjudication band below the match threshold, in decades of FMR (none:
+/// see the module doc).
+pub const REVIEW_DECADES_DEFAULT: f64 = 0.0;
 /// MOSIP's default `targetFPIR` (1 in 1,000).
 pub const TARGET_FPIR_DEFAULT: u32 = 30;
 

@@ -27,11 +27,22 @@ pub struct RegConfig {
     pub quality_min: u8,
     /// Whether every packet must name a supervisor assigned to its centre.
     pub require_supervisor: bool,
+    /// A biometric candidate is an automatic duplicate only when its fused evidence reaches the
+    /// ABIS match threshold plus this many decades (3: a stranger gets there in one search in
+    /// 10⁹ at MOSIP's default targetFPIR of 1 in 10³); a candidate the ABIS returns below that
+    /// goes to adjudication. A genuine re-capture with all modalities scores ~50 decades.
+    pub auto_duplicate_decades: u8,
 }
 
 impl Default for RegConfig {
     fn default() -> Self {
-        RegConfig { packet_bytes_max: packet::PACKET_BYTES_DEFAULT, child_age_years: 5, quality_min: 30, require_supervisor: false }
+        RegConfig {
+            packet_bytes_max: packet::PACKET_BYTES_DEFAULT,
+            child_age_years: 5,
+            quality_min: 30,
+            require_supervisor: false,
+            auto_duplicate_decades: 3,
+        }
     }
 }
 

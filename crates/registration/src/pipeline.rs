@@ -330,16 +330,22 @@ impl Registration {
 
     async fn validate(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
         match self.check(row, p, now).await? {
-            Ok(target) => {
+            Ok((target, has_bio)) => {
                 let mut tx = self.repo().db().begin().await?;
                 if !still_at(&mut tx, &row.rid, Stage::Validate).await? {
                     return Ok(StageRun::Done);
                 }
                 // An update's identity is known from here on (`decide` needs it, not the packet).
+                // So is the ABIS reference, before the templates are inserted under it: another
+                // registration's search that finds them must be able to name this packet, even
+                // while this one's own search is still running (else each of two registrations
+                // of one person in flight at once could miss the other).
+                let reference = has_bio.then(|| abis_ref(&row.rid));
                 let u = PacketUpdate {
                     stage: Some(Stage::DemoDedupe.as_str()),
                     flow: Some(p.manifest.flow.as_str()),
                     identity_id: target.as_deref(),
+                    abis_ref: reference.as_deref(),
                     ..Default::default()
                 };
                 rows::update_packet(&mut tx, &row.rid, &u, now).await?;
@@ -356,8 +362,8 @@ impl Registration {
     }
 
     /// Everything about a packet that decides whether it can be processed at all. For an
-    /// update, the identity it names.
-    async fn check(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<Verdict<Option<String>>> {
+    /// update, the identity it names; and whether it carries usable biometrics.
+    async fn check(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<Verdict<(Option<String>, bool)>> {
         let m = &p.manifest;
         let db = self.repo().db();
         if !rows::is_staff(db, &row.centre_id, &m.operator, "operator").await?
@@ -419,11 +425,11 @@ impl Registration {
                 }
             }
             Flow::Update => {
-                return Ok(self.existing_uin(m.uin.as_deref(), now).await?.map(Some));
+                return Ok(self.existing_uin(m.uin.as_deref(), now).await?.map(|id| (Some(id), has_bio)));
             }
             _ => {}
         }
-        Ok(Ok(None))
+        Ok(Ok((None, has_bio)))
     }
 
     /// The biometrics file, when there is one, parses, yields templates (returned), and every
@@ -474,23 +480,30 @@ impl Registration {
                 };
                 let refs: Vec<String> = list.candidates.iter().map(|c| c.reference_id.clone()).collect();
                 let by_ref = packets_by_abis_ref(self.repo().db(), &refs).await?;
+                // Without the engine's threshold, nothing is certain enough to decide unseen.
+                let matched = list.analytics.get("matchThreshold").and_then(Value::as_f64).unwrap_or(f64::INFINITY);
+                let certain = matched + f64::from(self.inner.cfg.auto_duplicate_decades);
                 for c in &list.candidates {
+                    // A reference that is no packet's (a gallery filled another way) names nobody.
                     let Some(other) = by_ref.get(&c.reference_id) else { continue };
-                    let decision = c.analytics.get("decision").and_then(Value::as_str).unwrap_or("review");
                     let evidence = c.analytics.get("evidence").and_then(Value::as_f64).unwrap_or(0.0);
+                    let decision = match c.analytics.get("decision").and_then(Value::as_str) {
+                        Some("no_match") => continue,
+                        Some("match") if evidence >= certain => "match",
+                        // The engine's match below certainty, and its own adjudication band.
+                        _ => "review",
+                    };
                     let detail = serde_json::to_string(
                         &c.modalities.iter().map(|m| json!({"type": m.biometric_type, "analytics": m.analytics})).collect::<Vec<_>>(),
                     )
                     .unwrap_or_default();
-                    if decision == "match" || decision == "review" {
-                        found.push(CandidateRow {
-                            candidate_rid: other.clone(),
-                            source: "bio".into(),
-                            score: evidence,
-                            decision: decision.into(),
-                            detail,
-                        });
-                    }
+                    found.push(CandidateRow {
+                        candidate_rid: other.clone(),
+                        source: "bio".into(),
+                        score: evidence,
+                        decision: decision.into(),
+                        detail,
+                    });
                 }
                 "searched"
             }
@@ -515,10 +528,7 @@ impl Registration {
         let mut candidates = rows::candidates(db, &row.rid).await?;
         let rids: Vec<String> = candidates.iter().map(|c| c.candidate_rid.clone()).collect();
         let others: BTreeMap<String, PacketRow> = rows::packets_by_rid(db, &rids).await?.into_iter().map(|r| (r.rid.clone(), r)).collect();
-        // Where both registrations carry biometrics, the biometric search has the last word: a
-        // demographic candidate it did not find is a namesake.
-        candidates
-            .retain(|c| c.source == "bio" || row.abis_ref.is_none() || others.get(&c.candidate_rid).is_some_and(|o| o.abis_ref.is_none()));
+        candidates.retain(|c| others.get(&c.candidate_rid).is_some_and(|o| counts(c, row, o)));
         // (identity id, candidate) of every candidate that is someone with an identity.
         let mut hits: Vec<(String, &CandidateRow)> = Vec::new();
         for c in &candidates {
@@ -531,8 +541,10 @@ impl Registration {
                     }
                 }
                 status => {
+                    // Only a candidate the other's `decide` will heed makes it wait for us.
                     let theirs = rows::candidates(db, &other.rid).await?;
-                    let they_wait_for_us = other.seq > row.seq && theirs.iter().any(|t| t.candidate_rid == row.rid);
+                    let they_wait_for_us =
+                        other.seq > row.seq && theirs.iter().any(|t| t.candidate_rid == row.rid && counts(t, other, row));
                     if !they_wait_for_us {
                         let wait = if status == "adjudication" { WAIT_ADJUDICATION_MS } else { WAIT_MS };
                         self.mark_waiting(row, &other.rid, now).await?;
@@ -796,6 +808,14 @@ impl Registration {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether `decide` of `row` heeds its candidate `c`, the packet `other`. Where both carry
+/// biometrics the biometric search has the last word: a demographic candidate it did not find
+/// is a namesake (two registrations of one person in flight: whichever searched second finds
+/// the other biometrically).
+fn counts(c: &CandidateRow, row: &PacketRow, other: &PacketRow) -> bool {
+    c.source == "bio" || row.abis_ref.is_none() || other.abis_ref.is_none()
 }
 
 /// The sentinel of a stage delivered again after it committed.

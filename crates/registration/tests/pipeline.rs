@@ -27,7 +27,13 @@ use tessera_store::{BlobStore, Db, Vault, uin_pool};
 
 const NOW: i64 = 1_796_000_000_000;
 
-tessera_testkit::storage_tests!(duplicates_namesakes_and_refusals, adjudication_without_biometrics, update_lost_and_child_flows);
+tessera_testkit::storage_tests!(
+    duplicates_namesakes_and_refusals,
+    one_person_twice_in_flight,
+    in_flight_found_one_way,
+    adjudication_without_biometrics,
+    update_lost_and_child_flows
+);
 
 #[derive(Debug)]
 struct NoShare;
@@ -39,6 +45,7 @@ impl Fetch for NoShare {
 }
 
 struct Fixture {
+    engine: Arc<Engine>,
     notifier: tessera_notify::Notifier,
     repo: IdRepo,
     reg: Registration,
@@ -58,12 +65,13 @@ async fn fixture(url: &str) -> Fixture {
     let rules = IdRules::uin_default();
     let repo = IdRepo::new(db.clone(), vault, blobs, ks, Arc::new(Schema::default_schema()), rules.clone());
     uin_pool::refill(&db, &rules, &mut rand::rngs::StdRng::seed_from_u64(1), 200, NOW).await.unwrap();
-    let engine =
-        Engine::open(repo.clone(), Arc::new(NoShare), AbisConfig { threads: 2, ..AbisConfig::default() }, &mut |_, _| {}).await.unwrap();
+    let engine = Arc::new(
+        Engine::open(repo.clone(), Arc::new(NoShare), AbisConfig { threads: 2, ..AbisConfig::default() }, &mut |_, _| {}).await.unwrap(),
+    );
     let notifier = tessera_notify::Notifier::new(repo.clone(), tessera_notify::NotifyConfig::embedded(dir.path())).unwrap();
     let reg = Registration::with_parts(
         repo.clone(),
-        Arc::new(engine),
+        Arc::clone(&engine),
         RegConfig::default(),
         tessera_demographics::Matcher::default(),
         Some(notifier.clone()),
@@ -72,7 +80,7 @@ async fn fixture(url: &str) -> Fixture {
     rows::insert_centre(&db, "10001", "Centre One", NOW).await.unwrap();
     rows::insert_machine(&db, "20001", "10001", &key.public_key(), NOW).await.unwrap();
     rows::assign_staff(&db, "10001", "officer-1", "operator", NOW).await.unwrap();
-    Fixture { notifier, repo, reg, key, recipient, dir }
+    Fixture { engine, notifier, repo, reg, key, recipient, dir }
 }
 
 fn identity(name: &str, born: &str) -> Value {
@@ -150,6 +158,11 @@ impl Fixture {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .map(|v| (v["template"].as_str().unwrap().to_owned(), v["body"].as_str().unwrap().to_owned()))
             .collect()
+    }
+
+    /// Runs one stage of one packet now, as its job would.
+    async fn stage(&self, seq: u32, stage: &str) -> StageRun {
+        self.reg.run_stage(&json!({"rid": rid(seq).to_string(), "stage": stage}), NOW).await.unwrap()
     }
 
     async fn status(&self, seq: u32) -> tessera_registration::pipeline::Status {
@@ -255,6 +268,81 @@ async fn duplicates_namesakes_and_refusals(url: &str) {
     assert!(sent[0].1.contains(&uin) && !sent[1].1.contains(&uin), "{sent:?}");
     assert!(sent[3].1.contains("schema_invalid"), "{sent:?}");
     assert_eq!(f.messages().await.len(), 6, "never sent twice");
+}
+
+/// Two registrations of one person (under unrelated demographics, so only the biometrics can
+/// tell) in flight at once, interleaved the worst way: the second one's search runs after the
+/// first one's templates are in the gallery but before the first one's search has committed.
+/// The second must still name the first as its candidate, wait for it, and end a duplicate.
+async fn one_person_twice_in_flight(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let person = SynthPerson::random(&mut rng);
+    let first_bio = person.cbeff(&mut rng, "2026-12-07T09:00:00.000Z");
+    let mut second = identity("Fatou Ndiaye", "1971-09-30");
+    second["email"] = json!("someone.else@example.org");
+    f.upload(f.seal(&draft(1, &identity("Amina Diallo", "1990-04-12"), first_bio.clone()))).await.unwrap();
+    f.upload(f.seal(&draft(2, &second, person.cbeff(&mut rng, "2026-12-07T10:00:00.000Z")))).await.unwrap();
+    for seq in [1, 2] {
+        assert_eq!(f.stage(seq, "validate").await, StageRun::Done);
+        assert_eq!(f.stage(seq, "demo_dedupe").await, StageRun::Done);
+    }
+    // The first one's stage has inserted its templates (as `bio_dedupe` does first) and not
+    // yet committed its search.
+    let first = rows::packet(f.repo.db(), &rid(1).to_string()).await.unwrap().unwrap();
+    let reference = first.abis_ref.clone().expect("the ABIS reference is the packet's from validation on");
+    let set = tessera_biometrics::templates::TemplateSet::from_birs(&tessera_biometrics::cbeff::parse(&first_bio).unwrap()).unwrap();
+    assert_eq!(f.engine.insert_set(&format!("{reference}-insert"), &reference, &set, NOW).await.return_value, "1");
+    // The second one searches now, finds the first, and waits for it.
+    assert_eq!(f.stage(2, "bio_dedupe").await, StageRun::Done);
+    let found = rows::candidates(f.repo.db(), &rid(2).to_string()).await.unwrap();
+    assert!(
+        found.iter().any(|c| c.candidate_rid == rid(1).to_string() && c.source == "bio" && c.decision == "match"),
+        "the first registration, in flight, is the second's candidate: {found:?}"
+    );
+    assert!(matches!(f.stage(2, "decide").await, StageRun::Later(_)), "the second waits for the first");
+    // The first one goes on (its insert again is the same request), is issued; then the second
+    // is a duplicate of it.
+    for stage in ["bio_dedupe", "decide", "issue"] {
+        assert_eq!(f.stage(1, stage).await, StageRun::Done, "{stage}");
+    }
+    f.drain().await;
+    let (s1, s2) = (f.status(1).await, f.status(2).await);
+    assert_eq!(s1.status, "issued", "{s1:?}");
+    assert_eq!((s2.status.as_str(), s2.uin.as_deref()), ("duplicate", s1.uin.as_deref()), "{s2:?}");
+    assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 1, "one person, one identity");
+}
+
+/// Two registrations of one person in flight, the second's biometric search run before the
+/// first's templates were in the gallery: only the first finds the second biometrically. The
+/// second has the first as a *demographic* candidate (a similar name), which its `decide`
+/// disregards (both carry biometrics), so the first must not count on the second waiting for
+/// it: it waits for the second, and ends a duplicate of the second's UIN.
+async fn in_flight_found_one_way(url: &str) {
+    let f = fixture(url).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let person = SynthPerson::random(&mut rng);
+    f.upload(f.seal(&draft(1, &identity("Amina Diallo", "1990-04-12"), person.cbeff(&mut rng, "2026-12-07T09:00:00.000Z")))).await.unwrap();
+    f.upload(f.seal(&draft(2, &identity("Aminah Dialo", "1990-04-12"), person.cbeff(&mut rng, "2026-12-07T10:00:00.000Z")))).await.unwrap();
+    for seq in [1, 2] {
+        assert_eq!(f.stage(seq, "validate").await, StageRun::Done);
+        assert_eq!(f.stage(seq, "demo_dedupe").await, StageRun::Done);
+    }
+    let demo = rows::candidates(f.repo.db(), &rid(2).to_string()).await.unwrap();
+    assert!(demo.iter().any(|c| c.candidate_rid == rid(1).to_string() && c.source == "demo"), "{demo:?}");
+    assert_eq!(f.stage(2, "bio_dedupe").await, StageRun::Done);
+    assert_eq!(f.stage(1, "bio_dedupe").await, StageRun::Done);
+    let bio = rows::candidates(f.repo.db(), &rid(1).to_string()).await.unwrap();
+    assert!(bio.iter().any(|c| c.candidate_rid == rid(2).to_string() && c.source == "bio"), "{bio:?}");
+    assert!(matches!(f.stage(1, "decide").await, StageRun::Later(_)), "the first waits for the second");
+    for stage in ["decide", "issue"] {
+        assert_eq!(f.stage(2, stage).await, StageRun::Done, "{stage}");
+    }
+    f.drain().await;
+    let (s1, s2) = (f.status(1).await, f.status(2).await);
+    assert_eq!(s2.status, "issued", "{s2:?}");
+    assert_eq!((s1.status.as_str(), s1.uin.as_deref()), ("duplicate", s2.uin.as_deref()), "{s1:?}");
+    assert_eq!(tessera_store::identities::counts(f.repo.db()).await.unwrap().0, 1, "one person, one identity");
 }
 
 /// A registration without biometrics (every one an exception) of someone demographically

@@ -10,7 +10,8 @@
 //! each has loaded the gallery. On the clock: every packet uploaded with bounded concurrency,
 //! then the database polled (one count query) until every packet is final. Latencies come
 //! from each packet's status history (upload accepted → final event), the stage costs from the
-//! workers' `job done` log lines. Correctness is checked after the clock stops: every packet
+//! workers' `job done` log lines. The bench is the adjudicator of any case opened (decided from
+//! the ground truth as soon as it is seen; counted in `adjudicated`). Correctness is checked after the clock stops: every packet
 //! final, every re-enrolment a duplicate of its person's UIN, every other packet issued, no UIN
 //! twice. Logs carry ids, stages and timings only (the synthetic people are not real either).
 
@@ -216,6 +217,17 @@ async fn run_in(a: &Args, scratch: &Path) -> anyhow::Result<Value> {
     )
     .await?
     .secret;
+    let adjudicator = tessera_idrepo::access::create_token(
+        &db,
+        &**repo.keystore(),
+        &tessera_idrepo::Actor::cli(),
+        "bench adjudicator",
+        tessera_idrepo::access::Role::Adjudicator,
+        None,
+        now_ms(),
+    )
+    .await?
+    .secret;
     let machine = MachineKey::ephemeral()?;
     rows::insert_centre(&db, CENTRE, "Bench Centre", now_ms()).await?;
     rows::assign_staff(&db, CENTRE, OPERATOR, "operator", now_ms()).await?;
@@ -369,8 +381,13 @@ async fn run_in(a: &Args, scratch: &Path) -> anyhow::Result<Value> {
     let deadline = t0 + Duration::from_secs(a.timeout_s);
     let db = tessera_store::Db::open(&cfg.database_url).await?;
     let mut last_report = Instant::now();
+    let person_of: HashMap<&str, usize> = packets.iter().map(|(rid, person, ..)| (rid.as_str(), *person)).collect();
+    let mut adjudicated = 0;
     loop {
         let counts = rows::count_by_status(&db).await?;
+        if counts.iter().any(|(s, n)| s == "adjudication" && *n > 0) {
+            adjudicated += adjudicate(&http, &base_url, &adjudicator, &person_of).await?;
+        }
         let done: i64 = counts.iter().filter(|(s, _)| FINAL.contains(&s.as_str())).map(|(_, n)| n).sum();
         if usize::try_from(done).unwrap_or(0) >= packets.len() {
             break;
@@ -502,12 +519,50 @@ async fn run_in(a: &Args, scratch: &Path) -> anyhow::Result<Value> {
         "mosip_2_vcpu_per_s": mosip,
         "ratio_to_mosip_2_vcpu": rate / mosip,
         "by_status": by_status,
+        "adjudicated": adjudicated,
         "reenrolments_duplicate": reenrolments_duplicate,
         "distinct_uins_issued": issued.len(),
         "stages": stages,
         "correct": problems.is_empty(),
         "problems": problems,
     }))
+}
+
+/// The bench as the adjudicator (on the clock: a person would take longer): decides each open
+/// case from the ground truth, a duplicate of the candidate who is the same synthetic person,
+/// else not a duplicate. Returns how many it decided. Cases come from strangers near the
+/// ABIS match threshold (about one search in `10^(targetFPIR/10)`).
+async fn adjudicate(http: &reqwest::Client, base: &str, token: &str, person_of: &HashMap<&str, usize>) -> anyhow::Result<usize> {
+    let get = async |url: String| -> anyhow::Result<Value> {
+        Ok(serde_json::from_slice(&http.get(url).bearer_auth(token).send().await?.bytes().await?)?)
+    };
+    let list = get(format!("{base}/v1/adjudications?limit=200")).await?;
+    let mut decided = 0;
+    for case in list["cases"].as_array().into_iter().flatten() {
+        let id = case["id"].as_str().context("a case without id")?;
+        let detail = get(format!("{base}/v1/adjudications/{id}")).await?;
+        let person = detail["registration"]["rid"].as_str().and_then(|r| person_of.get(r));
+        let same = detail["candidates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["uin"].is_string() && person.is_some() && c["rid"].as_str().and_then(|r| person_of.get(r)) == person);
+        let body = match same {
+            Some(c) => json!({"decision": "duplicate", "uin": c["uin"], "reason": "bench: same synthetic person"}),
+            None => json!({"decision": "not_duplicate", "reason": "bench: another synthetic person"}),
+        };
+        let r = http
+            .post(format!("{base}/v1/adjudications/{id}/decision"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        if r.status().is_success() {
+            decided += 1;
+        }
+    }
+    Ok(decided)
 }
 
 fn log_lines(path: &Path) -> impl Iterator<Item = Value> {

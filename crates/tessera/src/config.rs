@@ -114,7 +114,9 @@ pub struct AbisSettings {
     pub candidates_max: usize,
     /// `targetFPIR` when a request gives none: round(−10·log10 FPIR), 30 = 1 in 1,000.
     pub target_fpir: u32,
-    /// Width of the adjudication band below the match threshold, in decades of FMR.
+    /// Width of the adjudication band below the match threshold, in decades of FMR (default 0:
+    /// a search returns only candidates at its target FPIR; registration keeps its own band
+    /// above the threshold, `registration.auto_duplicate_decades`).
     pub review_decades: f64,
     /// MOSIP's `Authorization` cookie value for the data share (referenceURL); from
     /// `TESSERA_ABIS__DATASHARE_TOKEN` rather than a file in production.
@@ -379,6 +381,9 @@ pub struct RegistrationSettings {
     pub quality_min: u8,
     /// Every packet must name a supervisor assigned to its centre.
     pub require_supervisor: bool,
+    /// Decades of fused evidence above the ABIS match threshold a biometric candidate needs to
+    /// be an automatic duplicate (default 3, at most 30); below that it goes to adjudication.
+    pub auto_duplicate_decades: u8,
     /// The demographic de-duplicator's configuration file (TOML or JSON, as for `tessera
     /// dedupe --config`: languages, replacement rules, thresholds); none: the built-in one.
     pub demographics: Option<PathBuf>,
@@ -395,6 +400,7 @@ impl Default for RegistrationSettings {
             child_age_years: d.child_age_years,
             quality_min: d.quality_min,
             require_supervisor: d.require_supervisor,
+            auto_duplicate_decades: d.auto_duplicate_decades,
             demographics: None,
         }
     }
@@ -408,6 +414,7 @@ impl RegistrationSettings {
             child_age_years: self.child_age_years,
             quality_min: self.quality_min,
             require_supervisor: self.require_supervisor,
+            auto_duplicate_decades: self.auto_duplicate_decades,
         }
     }
 
@@ -415,6 +422,9 @@ impl RegistrationSettings {
         let mut problems = Vec::new();
         if !(1024..=PACKET_BYTES_LIMIT).contains(&self.packet_bytes_max) {
             problems.push(format!("registration.packet_bytes_max must be between 1024 and {PACKET_BYTES_LIMIT}"));
+        }
+        if self.auto_duplicate_decades > 30 {
+            problems.push("registration.auto_duplicate_decades must be at most 30".into());
         }
         if !(1..=18).contains(&self.child_age_years) {
             problems.push("registration.child_age_years must be between 1 and 18".into());

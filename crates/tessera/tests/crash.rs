@@ -1,8 +1,11 @@
 //! kill -9 of the server at random moments while 500 registrations are uploaded and processed,
 //! then a restart, on SQLite and on PostgreSQL: every acknowledged packet ends in a final
-//! state, none is lost, no person gets two UINs (50 of the registrations are re-enrolments of
-//! people registered earlier in the run), no UIN is issued twice, and each resident is told of
-//! the outcome exactly once.
+//! state, none is lost, every person gets exactly one UIN, their own (50 of the registrations
+//! are re-enrolments of people registered earlier in the run), no UIN is issued twice, and each
+//! resident is told of the outcome exactly once. A biometric candidate the engine is not certain
+//! of (a stranger near the match threshold) goes to adjudication; the test runs the engine at a
+//! loose target FPIR so that this happens a dozen times a run, and is the adjudicator, deciding
+//! from the ground truth.
 #![allow(clippy::unwrap_used)] // test code: a panic is the test failing
 
 mod common;
@@ -37,6 +40,11 @@ fn serve(dir: &Path, url: &str, port: u16) -> Proc {
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("TESSERA_ABIS__ENABLED", "true")
         .env("TESSERA_ABIS__THREADS", "1")
+        // Candidates in doubt in about one search in 30 (a target FPIR of 10^-1.5), so that cases
+        // are opened and decided while the server is killed; an automatic duplicate still needs
+        // 8 decades more than that (a genuine re-capture has about 50).
+        .env("TESSERA_ABIS__TARGET_FPIR", "15")
+        .env("TESSERA_REGISTRATION__AUTO_DUPLICATE_DECADES", "8")
         .env("TESSERA_WORKER__POLL_INTERVAL_MS", "20")
         // Leases short enough that work cut off by a kill is taken up again within the test.
         .env("TESSERA_WORKER__LEASE_MS", "5000");
@@ -100,6 +108,10 @@ fn kill_9_during_500_uploads(url: &str) {
     ok_json(cli(d, url).args(["init", "--json"]));
     let token =
         ok_json(cli(d, url).args(["token", "create", "--name", "uploader", "--role", "operator"]))["token"].as_str().unwrap().to_owned();
+    let adjudicator = ok_json(cli(d, url).args(["token", "create", "--name", "adjudicator", "--role", "adjudicator"]))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (ok, pem, err) = run(cli(d, url).args(["machine", "certificate"]));
     assert!(ok, "{err}");
     let key_file = d.join("machine-key.pem");
@@ -178,12 +190,14 @@ fn kill_9_during_500_uploads(url: &str) {
     eprintln!("killed {kills} times, {after_uploads} of them after the last upload");
     assert_eq!(acknowledged.len(), PACKETS);
 
-    // Processing goes on after the last restart until every packet is final.
+    // Processing goes on after the last restart until every packet is final; cases in
+    // adjudication are decided as they come.
     let statuses: BTreeMap<String, Value> = rt.block_on(async {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(600);
         let mut done: BTreeMap<String, Value> = BTreeMap::new();
         loop {
+            adjudicate(&http, &base, &adjudicator, &person_of).await;
             for rid in acknowledged.iter().filter(|r| !done.contains_key(*r)).cloned().collect::<Vec<_>>() {
                 let Ok(r) = http.get(format!("{base}/v1/packets/{rid}")).bearer_auth(&token).send().await else { continue };
                 let s: Value = r.json().await.unwrap_or(Value::Null);
@@ -201,6 +215,15 @@ fn kill_9_during_500_uploads(url: &str) {
     });
 
     eprintln!("all final in {:?}", t0.elapsed());
+    // Every case there was, all decided.
+    let cases: Value = rt.block_on(async {
+        let r = reqwest::Client::new().get(format!("{base}/v1/adjudications?state=all&limit=200")).bearer_auth(&adjudicator).send().await;
+        r.unwrap().json().await.unwrap()
+    });
+    let cases = cases["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["state"] != "open"), "{cases:?}");
+    let adjudicated: BTreeSet<String> = cases.iter().map(|c| c["rid"].as_str().unwrap().to_owned()).collect();
+    assert!(!adjudicated.is_empty(), "at this target FPIR some strangers are candidates in doubt");
     // No UIN twice; no person with two; every re-enrolment a duplicate of its person's UIN.
     let mut uin_of_person: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let mut issued = BTreeSet::new();
@@ -221,18 +244,17 @@ fn kill_9_during_500_uploads(url: &str) {
         }
     }
     for (person, uins) in &uin_of_person {
-        assert_eq!(uins.len(), 1, "person {person} has {} UINs", uins.len());
+        let theirs: Vec<&Value> = statuses.iter().filter(|(rid, _)| person_of[*rid] == *person).map(|(_, s)| s).collect();
+        assert_eq!(uins.len(), 1, "person {person} has {} UINs: {theirs:#?}", uins.len());
     }
-    // Whose UIN each issued one is; a person whose packets all ended as duplicates of someone
-    // else's UIN met a biometric false match. The engine's thresholds allow those at its target
-    // FPIR (0.1% per search, so about one in two runs of 450 people): bounded, and reported.
+    // … and that UIN is their own: nobody is a duplicate of someone else.
     let owner: BTreeMap<&str, usize> =
         statuses.iter().filter(|(_, s)| s["status"] == "issued").map(|(rid, s)| (s["uin"].as_str().unwrap(), person_of[rid])).collect();
-    let falsely_matched: Vec<usize> =
-        uin_of_person.iter().filter(|(p, uins)| uins.iter().all(|u| owner.get(u.as_str()) != Some(*p))).map(|(p, _)| *p).collect();
-    eprintln!("persons falsely matched to another: {falsely_matched:?}");
-    assert!(falsely_matched.len() <= 2, "false matches beyond the engine's FPIR: {falsely_matched:?}");
-    assert_eq!(issued.len() + falsely_matched.len(), PACKETS - REENROLMENTS, "{by_status:?}");
+    for (person, uins) in &uin_of_person {
+        assert!(uins.iter().all(|u| owner.get(u.as_str()) == Some(person)), "person {person} was given someone else's UIN");
+    }
+    eprintln!("{by_status:?}; {} adjudicated", adjudicated.len());
+    assert_eq!(issued.len(), PACKETS - REENROLMENTS, "{by_status:?}");
     let (ok, dead, err) = run(cli(d, url).args(["jobs", "list", "--state", "dead"]));
     assert!(ok && dead.trim().is_empty(), "nothing dead-lettered: {dead}{err}");
 
@@ -249,20 +271,50 @@ fn kill_9_during_500_uploads(url: &str) {
     };
     std::thread::sleep(Duration::from_secs(2));
     let again = std::fs::read_to_string(&outbox).unwrap().lines().count();
-    assert_eq!((lines.len(), again), (PACKETS, PACKETS), "exactly one notification per registration");
+    // One outcome per registration, and a "being reviewed" message per case.
+    let messages = PACKETS + adjudicated.len();
+    assert_eq!((lines.len(), again), (messages, messages), "exactly one notification per registration and case");
     let ids: BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), PACKETS, "no message delivered twice");
+    assert_eq!(ids.len(), messages, "no message delivered twice");
     // Each registration's own message, once: the outbox's keys name the RID.
     let (ok, listed, err) = run(cli(d, url).args(["notifications", "list", "--status", "sent", "--limit", "1000"]));
     assert!(ok, "{err}");
     let sent: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let keys: BTreeSet<&str> = sent.iter().map(|n| n["idempotency_key"].as_str().unwrap()).collect();
-    let wanted: BTreeSet<String> = acknowledged.iter().map(|rid| format!("registration:{rid}:email")).collect();
-    assert_eq!((sent.len(), keys.len()), (PACKETS, PACKETS), "one sent message per registration");
+    let mut wanted: BTreeSet<String> = acknowledged.iter().map(|rid| format!("registration:{rid}:email")).collect();
+    wanted.extend(adjudicated.iter().map(|rid| format!("registration.adjudication:{rid}:email")));
+    assert_eq!((sent.len(), keys.len()), (messages, messages), "one sent message per registration and case");
     assert_eq!(keys, wanted.iter().map(String::as_str).collect(), "every registration told, none twice");
     let sent_ids: BTreeSet<&str> = sent.iter().map(|n| n["id"].as_str().unwrap()).collect();
     assert_eq!(sent_ids, ids, "what the outbox marks sent is what the file holds");
     drop(server.lock().unwrap().take());
+}
+
+/// Decides every open adjudication case from the ground truth: a duplicate of the candidate
+/// who is the same person, else not a duplicate. The server may be down (a kill): whatever
+/// fails is tried again on the next call; a case decided already (the answer lost) is done.
+async fn adjudicate(http: &reqwest::Client, base: &str, token: &str, person_of: &BTreeMap<String, usize>) {
+    let Ok(r) = http.get(format!("{base}/v1/adjudications?limit=200")).bearer_auth(token).send().await else { return };
+    let Ok(list) = r.json::<Value>().await else { return };
+    for case in list["cases"].as_array().into_iter().flatten() {
+        let id = case["id"].as_str().unwrap();
+        let Ok(r) = http.get(format!("{base}/v1/adjudications/{id}")).bearer_auth(token).send().await else { return };
+        let Ok(detail) = r.json::<Value>().await else { return };
+        let rid = detail["registration"]["rid"].as_str().unwrap().to_owned();
+        let person = person_of[&rid];
+        let same = detail["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| person_of.get(c["rid"].as_str().unwrap()) == Some(&person) && c["uin"].is_string());
+        let body = match same {
+            Some(c) => json!({"decision": "duplicate", "uin": c["uin"], "reason": "same person"}),
+            None => json!({"decision": "not_duplicate", "reason": "someone else"}),
+        };
+        if http.post(format!("{base}/v1/adjudications/{id}/decision")).bearer_auth(token).json(&body).send().await.is_err() {
+            return;
+        }
+    }
 }
 
 #[test]
