@@ -30,6 +30,7 @@ use tessera_biometrics::templates::TemplateSet;
 use tessera_core::Rid;
 use tessera_core::id::{CentreId, MachineId};
 use tessera_crypto::{MachineKey, Purpose, Recipient};
+use tessera_idrepo::access::{Role, create_token};
 use tessera_registration::packet::{Draft, FileKind, Flow, IDENTITY_FILE};
 use tessera_store::registration as rows;
 use tessera_store::{now_ms, uin_pool};
@@ -206,28 +207,12 @@ async fn run_in(a: &Args, scratch: &Path) -> anyhow::Result<Value> {
             bail!("the UIN pool cannot grow");
         }
     }
-    let token = tessera_idrepo::access::create_token(
-        &db,
-        &**repo.keystore(),
-        &tessera_idrepo::Actor::cli(),
-        "bench uploader",
-        tessera_idrepo::access::Role::Operator,
-        None,
-        now_ms(),
-    )
-    .await?
-    .secret;
-    let adjudicator = tessera_idrepo::access::create_token(
-        &db,
-        &**repo.keystore(),
-        &tessera_idrepo::Actor::cli(),
-        "bench adjudicator",
-        tessera_idrepo::access::Role::Adjudicator,
-        None,
-        now_ms(),
-    )
-    .await?
-    .secret;
+    let mut tokens = Vec::new();
+    for (name, role) in [("bench uploader", Role::Operator), ("bench adjudicator", Role::Adjudicator)] {
+        let made = create_token(&db, &**repo.keystore(), &tessera_idrepo::Actor::cli(), name, role, None, now_ms()).await?;
+        tokens.push(made.secret);
+    }
+    let [token, adjudicator]: [String; 2] = tokens.try_into().map_err(|_| anyhow::anyhow!("two tokens"))?;
     let machine = MachineKey::ephemeral()?;
     rows::insert_centre(&db, CENTRE, "Bench Centre", now_ms()).await?;
     rows::assign_staff(&db, CENTRE, OPERATOR, "operator", now_ms()).await?;
