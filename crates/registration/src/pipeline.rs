@@ -14,7 +14,7 @@
 //! Concurrent duplicates: two registrations of one person in flight at once may each find the
 //! other. The rule that keeps them from both getting a UIN: a packet proceeds past an in-flight
 //! candidate only if the candidate arrived later and has itself recorded this packet as a
-//! candidate its `decide` heeds (so the later one waits for this one; see [`counts`]);
+//! candidate its `decide` heeds (so the later one waits for this one; see `counts`);
 //! otherwise it waits until the candidate is final. Two packets never wait for each other: of two that found each other, the earlier one
 //! proceeds, and a packet the other did not find does not wait for it.
 
