@@ -258,21 +258,22 @@ fn kill_9_during_500_uploads(url: &str) {
     let (ok, dead, err) = run(cli(d, url).args(["jobs", "list", "--state", "dead"]));
     assert!(ok && dead.trim().is_empty(), "nothing dead-lettered: {dead}{err}");
 
-    // Every resident told once: one message per registration, each id once, and no more later.
+    // Every resident told once: one outcome per registration and a "being reviewed" message
+    // per case, each id once, and no more later. The last ones may still be in the outbox
+    // when the last packet is final, so wait for all of them, not merely one per packet.
+    let messages = PACKETS + adjudicated.len();
     let outbox = d.join("tessera-data/notifications/outbox.jsonl");
     let deadline = Instant::now() + Duration::from_secs(120);
     let lines = loop {
         let text = std::fs::read_to_string(&outbox).unwrap_or_default();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        if lines.len() >= PACKETS || Instant::now() > deadline {
+        if lines.len() >= messages || Instant::now() > deadline {
             break lines;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     std::thread::sleep(Duration::from_secs(2));
     let again = std::fs::read_to_string(&outbox).unwrap().lines().count();
-    // One outcome per registration, and a "being reviewed" message per case.
-    let messages = PACKETS + adjudicated.len();
     assert_eq!((lines.len(), again), (messages, messages), "exactly one notification per registration and case");
     let ids: BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), messages, "no message delivered twice");
