@@ -8,6 +8,12 @@
 //! weak in one modality (a scarred finger, a closed eye) is still found through the others, and
 //! then scored on all of them.
 //!
+//! The iris index keeps each eye apart (right, left, unknown): a probe eye labelled right is
+//! scanned against right and unlabelled eyes only, which halves the scan, the most costly part
+//! of a search. A probe eye whose label is wrong is then not proposed by the iris index (the
+//! face and fingers still propose the person), but every candidate is scored against all its
+//! eyes, whatever their labels.
+//!
 //! When the caller restricts the search to a short list of ids (MOSIP's Identify `gallery`),
 //! the indexes are skipped and the listed ids are scored 1:1.
 
@@ -16,7 +22,7 @@ use crate::finger::{FINGERS, FingerGallery, FingerProbe, Fingers, Search};
 use crate::fusion::{Modality, evidence, fuse};
 use crate::iris::{Probe, SHIFTS_DEFAULT};
 use crate::iris_gallery::{CANDIDATES_MAX, IrisGallery};
-use crate::templates::TemplateSet;
+use crate::templates::{Eye, TemplateSet};
 use std::collections::HashSet;
 
 /// Candidates each modality's index proposes per probe before fusion, as a multiple of `k`.
@@ -59,7 +65,8 @@ pub struct SearchOptions<'a> {
 /// The gallery.
 #[derive(Debug, Default)]
 pub struct Gallery {
-    irises: IrisGallery,
+    /// Iris templates by eye label: `[Unknown, Right, Left]` (the `Eye` discriminants).
+    irises: [IrisGallery; 3],
     faces: FaceGallery,
     fingers: FingerGallery,
     ids: HashSet<u64>,
@@ -67,7 +74,7 @@ pub struct Gallery {
 
 /// A probe prepared once for every comparison.
 struct Prepared<'a> {
-    irises: Vec<Probe>,
+    irises: Vec<(Eye, Probe)>,
     set: &'a TemplateSet,
     /// `None` when the probe has no finger with a known position.
     fingers: Option<FingerProbe>,
@@ -77,7 +84,7 @@ impl<'a> Prepared<'a> {
     fn new(set: &'a TemplateSet) -> Self {
         let fingers = by_position(set);
         Prepared {
-            irises: set.irises.iter().filter_map(|(_, c)| Probe::new(c, SHIFTS_DEFAULT).ok()).collect(),
+            irises: set.irises.iter().filter_map(|(eye, c)| Some((*eye, Probe::new(c, SHIFTS_DEFAULT).ok()?))).collect(),
             set,
             fingers: fingers.iter().any(Option::is_some).then(|| FingerProbe::new(&fingers)),
         }
@@ -100,8 +107,8 @@ impl Gallery {
     /// Adds (or, for an id already present, replaces) a person's templates.
     pub fn insert(&mut self, id: u64, set: &TemplateSet) {
         self.remove(id);
-        for (_, code) in &set.irises {
-            self.irises.insert(id, code.clone());
+        for (eye, code) in &set.irises {
+            self.irises[*eye as usize].insert(id, code.clone());
         }
         if let Some(face) = &set.face {
             // A face that parsed is a valid embedding; the gallery refuses only at its size limit.
@@ -119,7 +126,9 @@ impl Gallery {
         if !self.ids.remove(&id) {
             return false;
         }
-        self.irises.remove(id);
+        for part in &mut self.irises {
+            part.remove(id);
+        }
         self.faces.remove(id);
         self.fingers.remove(id);
         true
@@ -169,18 +178,23 @@ impl Gallery {
     /// The union, per probe, of what each modality's index proposes.
     fn propose(&self, probes: &[Prepared<'_>], per_modality: usize, threads: usize) -> Vec<HashSet<u64>> {
         let mut out = vec![HashSet::new(); probes.len()];
-        // Iris: every eye of every probe in one pass; no threshold (fusion decides).
-        let mut eye_owner = Vec::new();
-        let mut eyes = Vec::new();
-        for (i, p) in probes.iter().enumerate() {
-            for e in &p.irises {
-                eye_owner.push(i);
-                eyes.push(e.clone());
+        // Iris: each part of the gallery in one pass for every probe eye that may match it (the
+        // same label, or either one unlabelled); no threshold (fusion decides).
+        for (part, gallery) in self.irises.iter().enumerate() {
+            let mut eye_owner = Vec::new();
+            let mut eyes = Vec::new();
+            for (i, p) in probes.iter().enumerate() {
+                for (eye, e) in &p.irises {
+                    if part == Eye::Unknown as usize || *eye == Eye::Unknown || *eye as usize == part {
+                        eye_owner.push(i);
+                        eyes.push(e.clone());
+                    }
+                }
             }
-        }
-        if !eyes.is_empty() && !self.irises.is_empty() {
-            for (owner, hits) in eye_owner.iter().zip(self.irises.search(&eyes, per_modality, 1.0, threads)) {
-                out[*owner].extend(hits.iter().map(|h| h.id));
+            if !eyes.is_empty() && !gallery.is_empty() {
+                for (owner, hits) in eye_owner.iter().zip(gallery.search(&eyes, per_modality, 1.0, threads)) {
+                    out[*owner].extend(hits.iter().map(|h| h.id));
+                }
             }
         }
         let (face_owner, faces): (Vec<usize>, Vec<_>) =
@@ -212,8 +226,8 @@ impl Gallery {
         // independent parts.
         let mut iris_evidence = 0.0;
         let mut iris_best: Option<f64> = None;
-        for probe in &p.irises {
-            let scores: Vec<f64> = self.irises.templates_of(id).filter_map(|c| probe.score(c)).collect();
+        for (_, probe) in &p.irises {
+            let scores: Vec<f64> = self.irises.iter().flat_map(|part| part.templates_of(id)).filter_map(|c| probe.score(c)).collect();
             if let Some(best) = scores.iter().copied().min_by(f64::total_cmp) {
                 let e = evidence(crate::iris::fmr(best, SHIFTS_DEFAULT) * scores.len() as f64);
                 parts.push(e);
@@ -230,12 +244,65 @@ impl Gallery {
             parts.push(e);
             modalities.push(ModalityEvidence { modality: Modality::Face, score: s, evidence: e });
         }
-        if let Some(s) = p.fingers.as_ref().and_then(|f| self.fingers.score_one(f, id)) {
+        if let Some(s) = p.fingers.as_ref().and_then(|f| self.fingers.score_candidate(f, id)) {
             let s = f64::from(s);
             let e = evidence(crate::finger::fmr(s));
             parts.push(e);
             modalities.push(ModalityEvidence { modality: Modality::Finger, score: s, evidence: e });
         }
         Hit { id, evidence: fuse(&parts), modalities }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::SynthPerson;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn irises_only(set: &TemplateSet, label: impl Fn(Eye) -> Eye) -> TemplateSet {
+        TemplateSet { irises: set.irises.iter().map(|(e, c)| (label(*e), c.clone())).collect(), ..TemplateSet::default() }
+    }
+
+    fn opts() -> SearchOptions<'static> {
+        SearchOptions { k: 5, threads: 2, min_evidence: 0.0, exclude: None, restrict: None }
+    }
+
+    #[test]
+    fn eyes_are_scanned_by_label_and_scored_whatever_their_label() {
+        let mut rng = StdRng::seed_from_u64(61);
+        let people: Vec<SynthPerson> = (0..200).map(|_| SynthPerson::random(&mut rng)).collect();
+        let mut g = Gallery::default();
+        for (i, p) in people.iter().enumerate() {
+            // Person 7 was enrolled with unlabelled eyes.
+            let set = p.capture(&mut rng);
+            let set = if i == 7 { TemplateSet { irises: irises_only(&set, |_| Eye::Unknown).irises, ..set } } else { set };
+            g.insert(i as u64, &set);
+        }
+        assert_eq!(g.irises.iter().map(IrisGallery::len).collect::<Vec<_>>(), [2, 199, 199]);
+        let best = |set: &TemplateSet| g.search(std::slice::from_ref(set), &opts())[0].first().map(|h| (h.id, h.evidence));
+        let capture = people[3].capture(&mut rng);
+        // Labelled as enrolled, unlabelled, or against an unlabelled enrolment: found.
+        let right = best(&irises_only(&capture, |e| e)).expect("labelled probe");
+        assert_eq!(right.0, 3);
+        assert_eq!(best(&irises_only(&capture, |_| Eye::Unknown)).map(|h| h.0), Some(3));
+        assert_eq!(best(&irises_only(&people[7].capture(&mut rng), |e| e)).map(|h| h.0), Some(7));
+        // Both eyes labelled the wrong way round: the iris index does not propose the person …
+        let swap = |e| match e {
+            Eye::Right => Eye::Left,
+            Eye::Left => Eye::Right,
+            Eye::Unknown => Eye::Unknown,
+        };
+        let swapped = irises_only(&capture, swap);
+        assert_ne!(best(&swapped).map(|h| h.0), Some(3));
+        // … but once proposed (here by the face), every eye is scored whatever its label.
+        let with_face = TemplateSet { face: capture.face.clone(), ..swapped };
+        let (id, evidence) = best(&with_face).expect("face proposes");
+        assert_eq!(id, 3);
+        assert!(evidence > right.1, "the face adds to both eyes: {evidence} vs {}", right.1);
+        // Removal empties every part.
+        assert!(g.remove(7));
+        assert_eq!(g.irises[0].len(), 0);
     }
 }
