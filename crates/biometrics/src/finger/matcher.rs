@@ -92,30 +92,35 @@ struct Rigid {
 }
 
 impl Rigid {
+    #[inline(always)]
     fn new(rot: f32, tx: f32, ty: f32) -> Self {
         let (sin, cos) = rot.sin_cos();
         Rigid { cos, sin, tx, ty }
     }
 
     /// The transform that lays `a` on `b`, positions and directions.
+    #[inline(always)]
     fn from_pair(a: Point, b: Point) -> Self {
         let r = Rigid::new(b.t - a.t, 0.0, 0.0);
         let (x, y) = r.apply(a.x, a.y);
         Rigid { tx: b.x - x, ty: b.y - y, ..r }
     }
 
+    #[inline(always)]
     fn apply(&self, x: f32, y: f32) -> (f32, f32) {
         (self.cos * x - self.sin * y + self.tx, self.sin * x + self.cos * y + self.ty)
     }
 }
 
 /// Centre of cell `i` along one axis of a local structure, pixels from the minutia.
+#[inline(always)]
 fn cell_centre(i: usize) -> f32 {
     (i as f32 + 0.5) * CELL - RADIUS
 }
 
 /// Convex hull (Andrew's monotone chain), counter-clockwise, as outward edge lines. Fewer than
 /// two distinct points give no edges: nothing is known to be outside.
+#[inline(always)]
 fn hull_edges(points: &[Point]) -> Vec<[f32; 3]> {
     let mut p: Vec<(f32, f32)> = points.iter().map(|q| (q.x, q.y)).collect();
     p.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
@@ -160,8 +165,15 @@ fn hull_edges(points: &[Point]) -> Vec<[f32; 3]> {
 }
 
 impl PreparedFinger {
+    /// Prepares a template for comparison (its local structures and grid). Compiled for several
+    /// instruction sets and picked at run time, like `compare`.
     #[must_use]
     pub fn new(template: &FingerTemplate) -> Self {
+        prepare(template)
+    }
+
+    #[inline(always)]
+    fn prepare_here(template: &FingerTemplate) -> Self {
         let points: Vec<Point> = template
             .minutiae()
             .iter()
@@ -192,8 +204,18 @@ impl PreparedFinger {
 
     /// Compares two prepared templates. Nearly symmetric (both orders try the same seeds; the
     /// greedy pairing can break ties differently).
+    ///
+    /// Compiled for several instruction sets and picked at run time (`multiversion`): the seed
+    /// search counts bits of every pair of local structures, and the x86-64 baseline has no
+    /// popcount instruction. Floating-point operations are not contracted, so every target
+    /// gives the same scores.
     #[must_use]
     pub fn compare(&self, other: &PreparedFinger) -> Comparison {
+        compare(self, other)
+    }
+
+    #[inline(always)]
+    fn compare_here(&self, other: &PreparedFinger) -> Comparison {
         let seeds = self.seeds(other);
         let mut candidates = Vec::new();
         let mut pairs = Vec::new();
@@ -221,6 +243,7 @@ impl PreparedFinger {
     }
 
     /// The `SEEDS` pairs of minutiae with the most alike local structures, best first.
+    #[inline(always)]
     fn seeds(&self, other: &PreparedFinger) -> Vec<(f32, u16, u16)> {
         let mut top: Vec<(f32, u16, u16)> = Vec::with_capacity(SEEDS + 1);
         for &i in &self.usable {
@@ -240,6 +263,7 @@ impl PreparedFinger {
 
     /// Pairs minutiae of `self` moved by `t` with those of `other`: each minutia at most once,
     /// closest pairs first (greedy), within `PAIR_DISTANCE` and `PAIR_ANGLE`.
+    #[inline(always)]
     fn pair_up(&self, other: &PreparedFinger, t: &Rigid, candidates: &mut Vec<(f32, u16, u16)>, pairs: &mut Vec<(u16, u16)>) {
         candidates.clear();
         let min_cos = PAIR_ANGLE.cos();
@@ -271,6 +295,7 @@ impl PreparedFinger {
 
     /// The least-squares rigid transform (rotation and translation, no scale) laying the paired
     /// minutiae of `self` on those of `other`.
+    #[inline(always)]
     fn refit(&self, other: &PreparedFinger, pairs: &[(u16, u16)]) -> Rigid {
         let matched: Vec<(Point, Point)> =
             pairs.iter().filter_map(|&(i, j)| Some((*self.points.get(usize::from(i))?, *other.points.get(usize::from(j))?))).collect();
@@ -304,6 +329,7 @@ struct Grid {
 const GRID_CELL: f32 = 2.0 * PAIR_DISTANCE;
 
 impl Grid {
+    #[inline(always)]
     fn new(points: &[Point]) -> Self {
         let Some(x0) = points.iter().map(|p| p.x).min_by(f32::total_cmp) else { return Grid::default() };
         let y0 = points.iter().map(|p| p.y).min_by(f32::total_cmp).unwrap_or(0.0);
@@ -331,6 +357,7 @@ impl Grid {
     }
 
     /// Indices of every minutia within `GRID_CELL / 2` of (x, y), and some farther ones.
+    #[inline(always)]
     fn near(&self, x: f32, y: f32) -> impl Iterator<Item = &u16> {
         let (fx, fy) = ((x - self.x0) / GRID_CELL, (y - self.y0) / GRID_CELL);
         // The 2 × 2 block: this cell and its neighbour on the nearer side, in each axis.
@@ -355,12 +382,14 @@ impl Grid {
 /// fingerprint verification", IEEE TPAMI 19(4), 1997): 1 when every minutia of both pairs.
 /// Normalising by the counts in the overlap instead, which forgives partial captures, let
 /// strangers that met on a small overlap score higher: FNMR at FMR 10⁻⁴ was 0.7% against 0.1%.
+#[inline(always)]
 fn score(paired: u32, a: usize, b: usize) -> f32 {
     let n = (a * b).max(1) as f32;
     ((paired as f32).powi(2) / n).min(1.0)
 }
 
 /// The cells along one axis whose centres lie within `SPATIAL_REACH` of `w`.
+#[inline(always)]
 fn cells_within_reach(w: f32) -> std::ops::Range<usize> {
     // floor and ceil by truncation of a shifted value: the baseline x86-64 target has no
     // rounding instruction, and a libm call per neighbour cost more than the rest of the loop.
@@ -373,11 +402,13 @@ fn cells_within_reach(w: f32) -> std::ops::Range<usize> {
 }
 
 /// Centres of the cells of a local structure, (u, v) in the minutia's frame, cell `r·GRID + c`.
+#[inline(always)]
 fn cell_centres() -> ([f32; GRID * GRID], [f32; GRID * GRID]) {
     (std::array::from_fn(|i| cell_centre(i % GRID)), std::array::from_fn(|i| cell_centre(i / GRID)))
 }
 
 /// The local structure of minutia `i`.
+#[inline(always)]
 fn cylinder(points: &[Point], i: usize, hull: &[[f32; 3]]) -> Cylinder {
     let Some(&p) = points.get(i) else { return Cylinder::default() };
     let (cu, cv) = cell_centres();
@@ -450,7 +481,7 @@ fn cylinder(points: &[Point], i: usize, hull: &[[f32; 3]]) -> Cylinder {
 
 /// Similarity of two local structures over the cells valid in both: 2|a ∧ b| / (|a| + |b|)
 /// (the bit form of MCC's 1 − ‖a − b‖ / (‖a‖ + ‖b‖)), 0 when too few cells are in common.
-#[inline]
+#[inline(always)]
 fn similarity(a: &Cylinder, b: &Cylinder) -> f32 {
     let m = a.mask & b.mask;
     if m.count_ones() < MIN_COMMON_CELLS {
@@ -466,17 +497,39 @@ fn similarity(a: &Cylinder, b: &Cylinder) -> f32 {
 }
 
 /// Carry-save adder: three words in, their bitwise sum as (ones, twos).
-#[inline]
+#[inline(always)]
 fn csa(a: u64, b: u64, c: u64) -> (u64, u64) {
     let u = a ^ b;
     (u ^ c, (a & b) | (u & c))
 }
 
 /// Total set bits of six words with three popcounts (Harley–Seal style carry-save reduction).
-#[inline]
+#[inline(always)]
 fn popcount6(z: [u64; PLANES]) -> u32 {
     let (s1, c1) = csa(z[0], z[1], z[2]);
     let (s2, c2) = csa(z[3], z[4], z[5]);
     let (twos, fours) = csa(c1, c2, s1 & s2);
     (s1 ^ s2).count_ones() + 2 * twos.count_ones() + 4 * fours.count_ones()
+}
+
+/// `PreparedFinger::new`, compiled per instruction set (see `compare`).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx512vpopcntdq+avx2+fma+popcnt",
+    "x86_64+avx2+fma+popcnt",
+    "x86_64+popcnt",
+    "aarch64+neon"
+))]
+fn prepare(template: &FingerTemplate) -> PreparedFinger {
+    PreparedFinger::prepare_here(template)
+}
+
+/// `PreparedFinger::compare`, compiled per instruction set.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx512vpopcntdq+avx2+fma+popcnt",
+    "x86_64+avx2+fma+popcnt",
+    "x86_64+popcnt",
+    "aarch64+neon"
+))]
+fn compare(a: &PreparedFinger, b: &PreparedFinger) -> Comparison {
+    a.compare_here(b)
 }
