@@ -132,7 +132,7 @@ impl Registration {
                 Err(RepoError::Gone | RepoError::NotFound) => Ok(None),
                 Err(e) => Err(e.into()),
             },
-            _ => Ok(self.open(other).await?.ok().as_ref().and_then(identity)),
+            _ => Ok(self.open(other).await?.ok().and_then(|p| identity(&p))),
         }
     }
 }

@@ -141,6 +141,77 @@ pub(crate) struct Inner {
     cfg: RegConfig,
     pub(crate) matcher: Matcher,
     notifier: Option<Notifier>,
+    opened: Opened,
+}
+
+/// Packets this process opened recently, so that a registration's later stages, and other
+/// registrations comparing themselves with it, need not read, verify and decrypt it again (an
+/// RSA-OAEP unwrap and an Ed25519 verification each time; four stages open a packet, and every
+/// demographic candidate still in the pipeline is opened too).
+///
+/// An entry is the packet as `open` returned it, keyed by its stored blob (written once, never
+/// changed) and kept only with the machine key it was verified under: a machine whose key
+/// changed since is looked up and verified afresh. Bounded: `OPENED_MAX` packets, at most
+/// `OPENED_BYTES_MAX` of files, each for `OPENED_TTL_MS`; dropped when its registration is final.
+/// The clear text is what the stage holds in memory anyway, held a little longer; it is never
+/// written anywhere.
+#[derive(Debug, Default)]
+struct Opened {
+    entries: std::sync::Mutex<BTreeMap<String, OpenedEntry>>,
+}
+
+#[derive(Debug)]
+struct OpenedEntry {
+    machine_key: Vec<u8>,
+    at: std::time::Instant,
+    bytes: usize,
+    packet: Arc<Packet>,
+}
+
+/// Most packets kept opened.
+const OPENED_MAX: usize = 256;
+/// Most bytes of packet files kept opened, all packets together.
+const OPENED_BYTES_MAX: usize = 64 << 20;
+/// How long an opened packet is kept.
+const OPENED_TTL_MS: u64 = 120_000;
+
+impl Opened {
+    fn get(&self, blob: &str, machine_key: &[u8]) -> Option<Arc<Packet>> {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = entries.get(blob)?;
+        if e.at.elapsed() > std::time::Duration::from_millis(OPENED_TTL_MS) {
+            entries.remove(blob);
+            return None;
+        }
+        // Public keys, not secrets: an ordinary comparison.
+        (e.machine_key == machine_key).then(|| Arc::clone(&e.packet))
+    }
+
+    fn put(&self, blob: &str, machine_key: &[u8], packet: Arc<Packet>) {
+        let bytes: usize = packet.files.values().map(Vec::len).sum();
+        if bytes > OPENED_BYTES_MAX / 4 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|_, e| e.at.elapsed() <= std::time::Duration::from_millis(OPENED_TTL_MS));
+        let mut held: usize = entries.values().map(|e| e.bytes).sum();
+        while !entries.is_empty() && (entries.len() >= OPENED_MAX || held + bytes > OPENED_BYTES_MAX) {
+            let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| k.clone()) else { break };
+            if let Some(e) = entries.remove(&oldest) {
+                held -= e.bytes;
+            }
+        }
+        entries.insert(blob.to_owned(), OpenedEntry { machine_key: machine_key.to_vec(), at: std::time::Instant::now(), bytes, packet });
+    }
+
+    fn forget(&self, blob: &str) {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(blob);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
 }
 
 /// The outcome of a check that can refuse a packet: `Err(code, detail)` is final.
@@ -157,7 +228,7 @@ impl Registration {
     /// the notifier that tells residents of their registration's outcome (none: nobody is told).
     #[must_use]
     pub fn with_parts(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig, matcher: Matcher, notifier: Option<Notifier>) -> Self {
-        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher, notifier }) }
+        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher, notifier, opened: Opened::default() }) }
     }
 
     #[must_use]
@@ -272,6 +343,9 @@ impl Registration {
         let rid = payload["rid"].as_str().ok_or(RegError::BadRequest("payload without rid"))?;
         let stage = payload["stage"].as_str().and_then(Stage::parse).ok_or(RegError::BadRequest("payload without a known stage"))?;
         let row = rows::packet(self.repo().db(), rid).await?.ok_or(RegError::NotFound)?;
+        if is_final(&row.status) {
+            self.inner.opened.forget(&row.blob);
+        }
         if stage == Stage::Done && is_final(&row.status) {
             // A registration that gave no identity of its own is nobody's candidate any more;
             // an issued or updated one stays in the gallery as that person.
@@ -306,16 +380,20 @@ impl Registration {
         }
     }
 
-    /// Reads, verifies and decrypts a stored packet. `Ok(Err)` is the packet's own fault.
-    pub(crate) async fn open(&self, row: &PacketRow) -> Result<Verdict<Packet>> {
+    /// Reads, verifies and decrypts a stored packet (or takes it from the packets this process
+    /// opened recently, see `Opened`). `Ok(Err)` is the packet's own fault.
+    pub(crate) async fn open(&self, row: &PacketRow) -> Result<Verdict<Arc<Packet>>> {
+        let key = match rows::machine(self.repo().db(), &row.machine_id).await? {
+            Some(m) => m.public_key,
+            None => return Ok(Err((RegError::MachineUnknown.code(), String::new()))),
+        };
+        if let Some(p) = self.inner.opened.get(&row.blob, &key) {
+            return Ok(Ok(p));
+        }
         let bytes = self.repo().blobs().get(&BlobKey::parse(&row.blob)?).await?;
         let outer = match Outer::parse(&bytes, self.inner.cfg.packet_bytes_max) {
             Ok(o) => o,
             Err(e) => return Ok(Err((e.code(), String::new()))),
-        };
-        let key = match rows::machine(self.repo().db(), &row.machine_id).await? {
-            Some(m) => m.public_key,
-            None => return Ok(Err((RegError::MachineUnknown.code(), String::new()))),
         };
         if let Err(e) = outer.verify(&key) {
             return Ok(Err((e.code(), String::new())));
@@ -325,7 +403,16 @@ impl Registration {
             Err(tessera_crypto::CryptoError::Decrypt) => return Ok(Err((PacketError::Decrypt.code(), String::new()))),
             Err(e) => return Err(e.into()),
         };
-        Ok(packet::open_inner(&inner, &outer.rid, &key).map_err(|e| (e.code(), String::new())))
+        Ok(match packet::open_inner(&inner, &outer.rid, &key) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                if !is_final(&row.status) {
+                    self.inner.opened.put(&row.blob, &key, Arc::clone(&p));
+                }
+                Ok(p)
+            }
+            Err(e) => Err((e.code(), String::new())),
+        })
     }
 
     async fn validate(&self, row: &PacketRow, p: &Packet, now: UnixMillis) -> Result<StageRun> {
@@ -902,4 +989,46 @@ fn age_years(born: time::Date, today: time::Date) -> i32 {
         age -= 1;
     }
     age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(rid: &str, bytes: usize) -> Arc<Packet> {
+        let manifest = serde_json::from_value(json!({
+            "format": "test", "rid": rid, "flow": "new", "operator": "op", "supervisor": null,
+            "created_at_ms": 0, "gps": null, "uin": null, "guardian_uin": null, "files": [],
+        }))
+        .unwrap();
+        Arc::new(Packet { manifest, files: BTreeMap::from([("f".to_owned(), vec![7; bytes])]) })
+    }
+
+    #[test]
+    fn opened_packets_are_bounded_and_tied_to_their_machine_key() {
+        let o = Opened::default();
+        o.put("blob-1", b"key-a", packet("1", 10));
+        assert!(o.get("blob-1", b"key-a").is_some_and(|p| p.manifest.rid == "1"));
+        // Another machine key (the machine was re-keyed): verified afresh, not served.
+        assert!(o.get("blob-1", b"key-b").is_none());
+        assert!(o.get("blob-2", b"key-a").is_none());
+        o.forget("blob-1");
+        assert!(o.get("blob-1", b"key-a").is_none());
+        // At most OPENED_MAX packets: the oldest goes first.
+        for i in 0..OPENED_MAX + 5 {
+            o.put(&format!("b{i}"), b"k", packet(&i.to_string(), 1));
+        }
+        assert_eq!(o.len(), OPENED_MAX);
+        assert!(o.get("b0", b"k").is_none());
+        assert!(o.get(&format!("b{}", OPENED_MAX + 4), b"k").is_some());
+        // At most OPENED_BYTES_MAX of files, and no single packet above a quarter of it.
+        o.put("big", b"k", packet("big", OPENED_BYTES_MAX / 4 + 1));
+        assert!(o.get("big", b"k").is_none());
+        for i in 0..5 {
+            o.put(&format!("q{i}"), b"k", packet(&i.to_string(), OPENED_BYTES_MAX / 4));
+        }
+        let held: usize = o.entries.lock().unwrap().values().map(|e| e.bytes).sum();
+        assert!(held <= OPENED_BYTES_MAX, "{held}");
+        assert!(o.get("q4", b"k").is_some() && o.get("q0", b"k").is_none());
+    }
 }
