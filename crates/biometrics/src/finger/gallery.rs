@@ -297,10 +297,18 @@ fn scan(rows: &[Row], base: usize, probes: &[FingerProbe], shortlist: usize) -> 
     for (r, row) in rows.iter().enumerate() {
         for (probe, list) in probes.iter().zip(best.iter_mut()) {
             // Branch-free over all ten fingers: a missing finger (either side) has zero terms.
-            let common: [u32; FINGERS] =
-                std::array::from_fn(|f| probe.row.codes[f].iter().zip(&row.codes[f]).map(|(a, b)| (a & b).count_ones()).sum());
+            // Plain indexed loops of fixed length, so each finger's count is two vector
+            // popcounts under AVX-512 rather than a call per finger.
             let t = &probe.terms;
-            let score: f32 = (0..FINGERS).map(|f| common[f] as f32 * t.scale[f] * row.inverse_roots[f] - t.offset[f] * row.roots[f]).sum();
+            let mut score = 0f32;
+            for f in 0..FINGERS {
+                let (a, b) = (&probe.row.codes[f], &row.codes[f]);
+                let mut common = 0u32;
+                for w in 0..INDEX_WORDS {
+                    common += (a[w] & b[w]).count_ones();
+                }
+                score += common as f32 * t.scale[f] * row.inverse_roots[f] - t.offset[f] * row.roots[f];
+            }
             // Strictly better than the worst kept: a tie keeps the earlier (lower) row.
             if list.len() < shortlist || list.last().is_some_and(|w| score > w.0) {
                 let at = list.partition_point(|h| h.0 >= score);
