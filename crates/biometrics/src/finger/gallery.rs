@@ -282,9 +282,24 @@ impl FingerGallery {
     }
 }
 
+/// One finger's first-stage similarity of a probe and a gallery row: common index bits in
+/// excess of chance (`IndexCode::similarity`, with the roots precomputed, see `ProbeTerms`); 0
+/// where either side lacks the finger. A plain indexed loop of fixed length and always inlined,
+/// so that inside `scan` it is compiled for the chosen instruction set (two vector popcounts
+/// under AVX-512) rather than called once per finger.
+#[inline(always)]
+fn similarity(probe: &FingerProbe, row: &Row, f: usize) -> f32 {
+    let (a, b) = (&probe.row.codes[f], &row.codes[f]);
+    let mut common = 0u32;
+    for w in 0..INDEX_WORDS {
+        common += (a[w] & b[w]).count_ones();
+    }
+    common as f32 * probe.terms.scale[f] * row.inverse_roots[f] - probe.terms.offset[f] * row.roots[f]
+}
+
 /// The first-stage scan of one chunk of rows (numbered from `base`) for every probe: 160
 /// AND-popcounts per row and probe, compiled for several instruction sets and picked at run time
-/// like the iris scan (`iris::rotation_counts`), since the baseline x86-64 target has no
+/// like the iris scan (`iris::best_distance`), since the baseline x86-64 target has no
 /// popcount instruction.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx512vpopcntdq+avx2+popcnt",
@@ -297,17 +312,9 @@ fn scan(rows: &[Row], base: usize, probes: &[FingerProbe], shortlist: usize) -> 
     for (r, row) in rows.iter().enumerate() {
         for (probe, list) in probes.iter().zip(best.iter_mut()) {
             // Branch-free over all ten fingers: a missing finger (either side) has zero terms.
-            // Plain indexed loops of fixed length, so each finger's count is two vector
-            // popcounts under AVX-512 rather than a call per finger.
-            let t = &probe.terms;
             let mut score = 0f32;
             for f in 0..FINGERS {
-                let (a, b) = (&probe.row.codes[f], &row.codes[f]);
-                let mut common = 0u32;
-                for w in 0..INDEX_WORDS {
-                    common += (a[w] & b[w]).count_ones();
-                }
-                score += common as f32 * t.scale[f] * row.inverse_roots[f] - t.offset[f] * row.roots[f];
+                score += similarity(probe, row, f);
             }
             // Strictly better than the worst kept: a tie keeps the earlier (lower) row.
             if list.len() < shortlist || list.last().is_some_and(|w| score > w.0) {
@@ -359,13 +366,8 @@ fn full_score(probe: &FingerProbe, fingers: &Fingers) -> Option<f32> {
 /// when dropped early (see `EARLY_REJECT`). Fingers are matched in order of first-stage
 /// similarity.
 fn verify(probe: &FingerProbe, row: &Row, fingers: &Fingers) -> Verdict {
-    let mut order: Vec<(f32, usize)> = (0..FINGERS)
-        .filter(|&f| probe.row.roots[f] > 0.0 && row.roots[f] > 0.0)
-        .map(|f| {
-            let common: u32 = probe.row.codes[f].iter().zip(&row.codes[f]).map(|(a, b)| (a & b).count_ones()).sum();
-            (common as f32 * probe.terms.scale[f] * row.inverse_roots[f] - probe.terms.offset[f] * row.roots[f], f)
-        })
-        .collect();
+    let mut order: Vec<(f32, usize)> =
+        (0..FINGERS).filter(|&f| probe.row.roots[f] > 0.0 && row.roots[f] > 0.0).map(|f| (similarity(probe, row, f), f)).collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut scores = Vec::with_capacity(FINGERS);
     for (done, &(_, f)) in order.iter().enumerate() {
