@@ -17,7 +17,7 @@ pub mod x509;
 
 pub use aead::DataKey;
 pub use hybrid::{hybrid_encrypt, hybrid_encrypt_to};
-pub use machine::{MachineKey, verify_machine_signature};
+pub use machine::{MachineKey, verify_ed25519, verify_machine_signature};
 pub use master::MasterKey;
 pub use pkcs11::{Pkcs11Config, Pkcs11Keystore};
 pub use software::SoftwareKeystore;
@@ -240,6 +240,12 @@ pub trait Keystore: Send + Sync + fmt::Debug {
     /// # Errors
     /// `BadSignature`, or `UnknownKey`.
     fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError>;
+    /// The raw 32-byte Ed25519 public key of a signing or audit key version, for verifiers
+    /// outside Tessera (the credential issuer's JWKS). Public: not a secret.
+    ///
+    /// # Errors
+    /// `UnknownKey` for a version that is not in the keystore or not an Ed25519 key.
+    fn public_key(&self, key: KeyId) -> Result<Vec<u8>, CryptoError>;
     /// Decrypts a MOSIP hybrid payload (`hybrid`: VER_R2 or pre-1.2, base64 text or raw bytes)
     /// sent to `purpose`'s key. The version whose certificate thumbprint the payload carries is
     /// tried first, then every other version, newest first, so payloads sent before a rotation

@@ -101,6 +101,15 @@ impl MachineKey {
 /// # Errors
 /// `BadSignature` for a wrong signature, a malformed one or a malformed public key.
 pub fn verify_machine_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+    verify_ed25519(public_key, message, signature)
+}
+
+/// Checks an Ed25519 signature (RFC 8032, pure) under a raw 32-byte public key: a machine's, or
+/// the credential issuer's as its JWKS publishes it.
+///
+/// # Errors
+/// `BadSignature` for a wrong signature, a malformed one or a malformed public key.
+pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
     if public_key.len() != PUBLIC_KEY_LEN || signature.len() != SIGNATURE_LEN {
         return Err(CryptoError::BadSignature);
     }

@@ -752,9 +752,13 @@ impl Keystore for Pkcs11Keystore {
     }
 
     fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        let entry = self.entry(key, KeyKind::Ed25519)?;
-        let public = entry.public.ok_or_else(|| CryptoError::Pkcs11(format!("the token has no readable public key for {key}")))?;
+        let public = self.public_key(key)?;
         UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn public_key(&self, key: KeyId) -> Result<Vec<u8>, CryptoError> {
+        let entry = self.entry(key, KeyKind::Ed25519)?;
+        entry.public.ok_or_else(|| CryptoError::Pkcs11(format!("the token has no readable public key for {key}")))
     }
 
     fn hybrid_decrypt(&self, purpose: Purpose, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {

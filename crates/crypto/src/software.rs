@@ -465,11 +465,15 @@ impl Keystore for SoftwareKeystore {
     }
 
     fn verify(&self, key: KeyId, data: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        let public = self.with_key(key, KeyKind::Ed25519, |k| {
+        let public = self.public_key(key)?;
+        UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+    }
+
+    fn public_key(&self, key: KeyId) -> Result<Vec<u8>, CryptoError> {
+        self.with_key(key, KeyKind::Ed25519, |k| {
             let pair = Ed25519KeyPair::from_pkcs8(k).map_err(|_| CryptoError::Corrupt("signing key"))?;
             Ok(pair.public_key().as_ref().to_vec())
-        })?;
-        UnparsedPublicKey::new(&ED25519, public).verify(data, signature).map_err(|_| CryptoError::BadSignature)
+        })
     }
 
     fn hybrid_decrypt(&self, purpose: Purpose, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {

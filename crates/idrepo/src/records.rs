@@ -371,6 +371,15 @@ impl IdRepo {
         Uin::parse(&sealed.uin).map_err(|_| RepoError::Corrupt("sealed record holds an invalid UIN"))
     }
 
+    /// The record id of the identity a UIN names. Not audited: for callers that audit the use
+    /// they make of it (reading the person's credentials).
+    ///
+    /// # Errors
+    /// `NotFound`, `Gone` (erased), storage and crypto errors.
+    pub async fn identity_id_of(&self, uin: &Uin) -> Result<String> {
+        Ok(self.resolve(uin).await?.id)
+    }
+
     /// The current record (fields only) of the identity with record id `id`. Not audited: for
     /// callers that audit the use they make of it (de-duplication, adjudication).
     ///

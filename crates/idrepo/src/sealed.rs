@@ -21,6 +21,10 @@ fn aad(kind: &str, id: &str) -> Vec<u8> {
     format!("tessera-sealed-1/{kind}/{id}").into_bytes()
 }
 
+fn person_aad(identity_id: &str, kind: &str, item_id: &str) -> Vec<u8> {
+    format!("tessera-person-sealed-1/{identity_id}/{kind}/{item_id}").into_bytes()
+}
+
 fn check_kind(kind: &str) -> Result<()> {
     if kind.is_empty() || kind.len() > KIND_CHARS_MAX || !kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
         return Err(RepoError::BadRequest("a sealed item kind is 1..=32 lowercase letters or dashes"));
@@ -64,6 +68,41 @@ impl IdRepo {
                 dek.open(&aad(kind, id), sealed).map(Some).map_err(|_| RepoError::Corrupt("a sealed item does not open under its key"))
             })
             .collect()
+    }
+
+    /// Seals `plaintext` (item `item_id` of `kind`) under a person's own data key, so that
+    /// erasing the person (destroying that key) erases the item too, wherever it is stored: the
+    /// credentials issued to them. AAD binds the person, the kind and the item.
+    ///
+    /// # Errors
+    /// A bad kind; `Gone` when the person's key is destroyed; keystore, vault errors.
+    pub async fn seal_for_person(&self, identity_id: &str, kind: &str, item_id: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+        check_kind(kind)?;
+        let (dek, _) = self.data_key(identity_id).await?;
+        Ok(dek.seal(&person_aad(identity_id, kind, item_id), plaintext)?)
+    }
+
+    /// Opens items sealed by `seal_for_person` for one person. `None` when the person's key is
+    /// destroyed (erased).
+    ///
+    /// # Errors
+    /// A bad kind; `Corrupt` when an item does not open (tampered, or another person's);
+    /// keystore, vault errors.
+    pub async fn open_for_person(&self, identity_id: &str, kind: &str, items: &[(&str, &[u8])]) -> Result<Option<Vec<Vec<u8>>>> {
+        check_kind(kind)?;
+        let dek = match self.data_key(identity_id).await {
+            Ok((dek, _)) => dek,
+            Err(RepoError::Gone) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        items
+            .iter()
+            .map(|(item, sealed)| {
+                dek.open(&person_aad(identity_id, kind, item), sealed)
+                    .map_err(|_| RepoError::Corrupt("a sealed item does not open under its person's key"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// Destroys an item's key, erasing it. Returns whether a key was there.

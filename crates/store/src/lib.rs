@@ -9,6 +9,7 @@ pub mod abis;
 pub mod api_tokens;
 pub mod audit;
 pub mod blobs;
+pub mod credentials;
 mod db;
 pub mod identities;
 pub mod jobs;
