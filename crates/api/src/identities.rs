@@ -104,7 +104,7 @@ pub struct Versions {
     pub versions: Vec<VersionDto>,
 }
 
-fn parse_uin(state: &AppState, s: &str) -> Result<Uin, ApiError> {
+pub(crate) fn parse_uin(state: &AppState, s: &str) -> Result<Uin, ApiError> {
     Uin::parse_with(s, state.repo.rules())
         .map_err(|rule| ApiError::new(StatusCode::BAD_REQUEST, "uin_invalid", format!("not a valid UIN ({})", rule.code())))
 }

@@ -9,6 +9,7 @@
 mod abis;
 mod adjudications;
 mod auth;
+mod credentials;
 pub mod error;
 mod health;
 mod identities;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// The ABIS engine, when this process serves one.
     pub abis: Option<Arc<tessera_abis::Engine>>,
     pub registration: Option<tessera_registration::Registration>,
+    /// The credential issuer, when this server issues credentials.
+    pub credentials: Option<tessera_credentials::Credentials>,
     metrics: PrometheusHandle,
     openapi: Arc<String>,
 }
@@ -66,6 +69,7 @@ pub struct AppState {
         (name = "audit", description = "The hash-chained audit log"),
         (name = "abis", description = "MOSIP's ABIS API over HTTP (role abis_client)"),
         (name = "registration", description = "Registration packets: upload and status; adjudication of doubtful cases"),
+        (name = "credentials", description = "Verifiable credentials (SD-JWT VC) and the issuer's JWKS"),
     ),
     modifiers(&BearerAuth),
 )]
@@ -114,6 +118,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(adjudications::list))
         .routes(routes!(adjudications::get))
         .routes(routes!(adjudications::decide))
+        .routes(routes!(credentials::jwks))
+        .routes(routes!(credentials::list, credentials::issue))
 }
 
 /// Routes whose bodies are packets, with their own (larger) body limit.
@@ -136,18 +142,25 @@ pub fn app(repo: IdRepo) -> Router {
 
 /// `app` with an ABIS engine behind `/v1/abis`.
 pub fn app_with(repo: IdRepo, abis: Option<Arc<tessera_abis::Engine>>) -> Router {
-    app_full(repo, abis, None)
+    app_full(repo, abis, None, None)
 }
 
-/// The router with every part this process runs: the ABIS engine and the registration
-/// pipeline (whose upload answers 503 `registration_disabled` without it).
-pub fn app_full(repo: IdRepo, abis: Option<Arc<tessera_abis::Engine>>, registration: Option<tessera_registration::Registration>) -> Router {
+/// The router with every part this process runs: the ABIS engine, the registration pipeline
+/// (whose upload answers 503 `registration_disabled` without it) and the credential issuer
+/// (503 `credentials_disabled` without it).
+pub fn app_full(
+    repo: IdRepo,
+    abis: Option<Arc<tessera_abis::Engine>>,
+    registration: Option<tessera_registration::Registration>,
+    credentials: Option<tessera_credentials::Credentials>,
+) -> Router {
     let (router, mut doc) = api_router().split_for_parts();
     let (packet_routes, packet_doc) = packet_router().split_for_parts();
     doc.merge(packet_doc);
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     let packet_limit = registration.as_ref().map_or(packets::PACKET_BODY_MAX, |r| r.config().packet_bytes_max);
-    let state = AppState { db: repo.db().clone(), repo, abis, registration, metrics: metrics_handle(), openapi: Arc::new(doc) };
+    let state =
+        AppState { db: repo.db().clone(), repo, abis, registration, credentials, metrics: metrics_handle(), openapi: Arc::new(doc) };
     router
         .layer(RequestBodyLimitLayer::new(BODY_BYTES_MAX))
         .merge(packet_routes.layer(RequestBodyLimitLayer::new(packet_limit)))

@@ -79,6 +79,8 @@ pub(crate) fn reg_error(e: RegError) -> ApiError {
         RegError::BadRequest(_) => ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string()),
         RegError::Repo(r) => r.into(),
         RegError::Store(s) => s.into(),
-        RegError::Blob(_) | RegError::Crypto(_) | RegError::Abis(_) | RegError::Notify(_) => ApiError::internal(code, &e),
+        RegError::Blob(_) | RegError::Crypto(_) | RegError::Abis(_) | RegError::Notify(_) | RegError::Credential(_) => {
+            ApiError::internal(code, &e)
+        }
     }
 }

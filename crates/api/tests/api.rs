@@ -329,8 +329,78 @@ tessera_testkit::storage_tests!(
     identities_over_http,
     tokens_and_roles_are_enforced,
     abis_over_http,
-    packets_over_http
+    packets_over_http,
+    credentials_over_http
 );
+
+/// A person's credentials over HTTP: issued on request by a role that may change identities,
+/// listed by one that may read them, verified offline against the public JWKS, gone with the
+/// person; a server without an issuer says so.
+async fn credentials_over_http(url: &str) {
+    use reqwest::Method as M;
+    let plain = spawn_app(url).await;
+    fill_pool(&plain.db).await;
+    // Without an issuer: 503 with its own code.
+    assert_eq!(code_of(plain.get("/.well-known/jwks.json").await).await, (503, "credentials_disabled".into()));
+    let cfg = tessera_credentials::CredentialConfig { issuer: "https://id.example.gov".into(), ..Default::default() };
+    let creds = tessera_credentials::Credentials::new(plain.repo.clone(), cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(tessera_api::serve(listener, tessera_api::app_full(plain.repo.clone(), None, None, Some(creds)), std::future::pending()));
+    let app = TestApp { base, ..plain };
+
+    let admin = app.token(Role::Admin).await;
+    let created: Value = app
+        .req(M::POST, "/v1/identities", &admin)
+        .json(&json!({"record": person("Mariama Sow")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uin = created["uin"].as_str().unwrap().to_owned();
+    let path = format!("/v1/identities/{uin}/credentials");
+    let none: Value = app.req(M::GET, &path, &admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(none["credentials"], json!([]));
+
+    // Roles: no token, an operator (may not change identities), an auditor (may not read them).
+    assert_eq!(code_of(app.client.post(format!("{}{path}", app.base)).send().await.unwrap()).await, (401, "token_missing".into()));
+    let operator = app.token(Role::Operator).await;
+    assert_eq!(code_of(app.req(M::POST, &path, &operator).send().await.unwrap()).await, (403, "forbidden".into()));
+    let auditor = app.token(Role::Auditor).await;
+    assert_eq!(code_of(app.req(M::GET, &path, &auditor).send().await.unwrap()).await, (403, "forbidden".into()));
+
+    let res = app.req(M::POST, &path, &admin).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let first: Value = res.json().await.unwrap();
+    let second: Value = app.req(M::POST, &path, &admin).send().await.unwrap().json().await.unwrap();
+    let list: Value = app.req(M::GET, &path, &admin).send().await.unwrap().json().await.unwrap();
+    let states: Vec<(&str, &str)> =
+        list["credentials"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap(), c["status"].as_str().unwrap())).collect();
+    assert_eq!(states, [(second["id"].as_str().unwrap(), "active"), (first["id"].as_str().unwrap(), "superseded")]);
+
+    // The JWKS needs no token, and verifies the credential offline.
+    let res = app.client.get(format!("{}/.well-known/jwks.json", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let keys = tessera_credentials::sd_jwt::keys_of_jwks(&res.json::<Value>().await.unwrap());
+    let compact = second["credential"].as_str().unwrap();
+    let v =
+        tessera_credentials::sd_jwt::verify(compact, &|k| keys.get(k).cloned(), Some("https://id.example.gov"), now_ms() / 1000).unwrap();
+    assert_eq!(v.disclosed["uin"], json!(uin));
+    assert_eq!(v.disclosed["fullName"][0]["value"], "Mariama Sow");
+
+    assert_eq!(
+        code_of(app.req(M::GET, "/v1/identities/12345/credentials", &admin).send().await.unwrap()).await,
+        (400, "uin_invalid".into())
+    );
+    app.req(M::DELETE, &format!("/v1/identities/{uin}"), &admin).send().await.unwrap();
+    assert_eq!(code_of(app.req(M::GET, &path, &admin).send().await.unwrap()).await, (410, "identity_erased".into()));
+    assert_eq!(code_of(app.req(M::POST, &path, &admin).send().await.unwrap()).await, (410, "identity_erased".into()));
+    // The audit log names the issues and reads, never the UIN.
+    let page = app.req(M::GET, "/v1/audit?limit=1000", &auditor).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("credential.issue") && page.contains("credential.read") && !page.contains(&uin), "{page}");
+}
 
 async fn ready_on_each_database(url: &str) {
     let app = spawn_app(url).await;
@@ -468,6 +538,8 @@ async fn openapi_is_valid_and_lists_every_endpoint() {
         "/v1/adjudications",
         "/v1/adjudications/{id}",
         "/v1/adjudications/{id}/decision",
+        "/.well-known/jwks.json",
+        "/v1/identities/{uin}/credentials",
     ]
     .into();
     assert_eq!(paths, expected);
@@ -498,7 +570,7 @@ async fn packets_over_http(db_url: &str) {
     let reg = tessera_registration::Registration::new(plain.repo.clone(), Arc::new(engine), cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tessera_api::serve(listener, tessera_api::app_full(plain.repo.clone(), None, Some(reg)), std::future::pending()));
+    tokio::spawn(tessera_api::serve(listener, tessera_api::app_full(plain.repo.clone(), None, Some(reg), None), std::future::pending()));
     let app = TestApp { base, ..plain };
 
     let key = tessera_crypto::MachineKey::create_file(&app._dir.path().join("machine/key.pem")).unwrap();

@@ -172,6 +172,12 @@ impl Credentials {
             if matches!(f.kind, FieldType::Document | FieldType::Biometric) {
                 continue;
             }
+            if sd_jwt::is_reserved(&f.id) || f.id == "uin" {
+                // A schema field named like a JWT claim (`status`, `sub`): left out rather than
+                // refusing every credential. The field id is schema, not personal data.
+                tracing::warn!(field = %f.id, "identity field left out of credentials: its name is a reserved claim name");
+                continue;
+            }
             if let Some(v) = record.get(&f.id) {
                 out.insert(f.id.clone(), v.clone());
             }

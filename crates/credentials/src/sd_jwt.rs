@@ -93,6 +93,12 @@ impl SdJwtError {
 /// Claims the issuer always writes in the clear; a disclosure may not name them.
 const RESERVED: &[&str] = &["iss", "vct", "jti", "iat", "nbf", "exp", "cnf", "status", "sub", "_sd", "_sd_alg", "..."];
 
+/// Whether a claim name is one the issuer writes in the clear (a personal claim may not use it).
+#[must_use]
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&name)
+}
+
 /// What to put in a credential.
 #[derive(Debug, Clone)]
 pub struct Claims<'a> {
@@ -325,7 +331,9 @@ pub fn verify(
     }
     let digests: BTreeSet<&str> = match payload.get("_sd") {
         None => BTreeSet::new(),
-        Some(Value::Array(a)) => a.iter().map(|d| d.as_str().ok_or(SdJwtError::Malformed("an _sd entry is not a string"))).collect::<Result<_, _>>()?,
+        Some(Value::Array(a)) => {
+            a.iter().map(|d| d.as_str().ok_or(SdJwtError::Malformed("an _sd entry is not a string"))).collect::<Result<_, _>>()?
+        }
         Some(_) => return Err(SdJwtError::Malformed("_sd is not an array")),
     }
     .into_iter()
@@ -375,7 +383,9 @@ pub fn jwks(ks: &dyn Keystore) -> Result<Value, tessera_crypto::CryptoError> {
     let mut keys = Vec::new();
     for info in ks.list().into_iter().filter(|k| k.id.purpose == Purpose::Signing) {
         let public = ks.public_key(info.id)?;
-        keys.push(json!({ "kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": info.id.to_string(), "use": "sig", "alg": "EdDSA" }));
+        keys.push(
+            json!({ "kty": "OKP", "crv": "Ed25519", "x": B64.encode(public), "kid": info.id.to_string(), "use": "sig", "alg": "EdDSA" }),
+        );
     }
     Ok(json!({ "keys": keys }))
 }
@@ -422,7 +432,14 @@ mod tests {
     }
 
     fn issued(ks: &SoftwareKeystore, claims: &Map<String, Value>) -> String {
-        let c = Claims { issuer: "https://id.example", vct: "urn:test:id", id: "urn:uuid:1", issued_at_s: 1000, expires_at_s: 2000, disclosable: claims };
+        let c = Claims {
+            issuer: "https://id.example",
+            vct: "urn:test:id",
+            id: "urn:uuid:1",
+            issued_at_s: 1000,
+            expires_at_s: 2000,
+            disclosable: claims,
+        };
         issue(ks, &c).unwrap().compact
     }
 

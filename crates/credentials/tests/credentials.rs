@@ -46,7 +46,8 @@ async fn credentials_are_issued_once_superseded_sealed_and_erased(url: &str) {
     let repo = repo(url, &dir).await;
     let cfg = CredentialConfig { issuer: "https://id.example.gov".into(), ..CredentialConfig::default() };
     let creds = Credentials::new(repo.clone(), cfg).unwrap();
-    let created = repo.create(&Actor::system(), NewRecord { record: person(), reason: "r".into(), ..NewRecord::default() }, NOW).await.unwrap();
+    let created =
+        repo.create(&Actor::system(), NewRecord { record: person(), reason: "r".into(), ..NewRecord::default() }, NOW).await.unwrap();
     let uin = created.uin.clone();
     let id = repo.identity_id_of(&uin).await.unwrap();
 
@@ -56,16 +57,30 @@ async fn credentials_are_issued_once_superseded_sealed_and_erased(url: &str) {
     assert_eq!(first.id, again.id);
 
     // An update, then its credential: the first is superseded.
-    repo.update(&Actor::system(), &uin, Change { patch: json!({"city": [{"language": "eng", "value": "Mamou"}]}), reason: "moved".into(), ..Change::default() }, NOW + 10)
-        .await
-        .unwrap();
+    repo.update(
+        &Actor::system(),
+        &uin,
+        Change { patch: json!({"city": [{"language": "eng", "value": "Mamou"}]}), reason: "moved".into(), ..Change::default() },
+        NOW + 10,
+    )
+    .await
+    .unwrap();
     let second = creds.issue_for(&Actor::system(), &id, "rid:10001100010002", NOW + 20).await.unwrap();
     let list = creds.list(&Actor::cli(), &uin, NOW + 30).await.unwrap();
-    assert_eq!(list.iter().map(|c| (c.id.as_str(), c.status.as_str())).collect::<Vec<_>>(), vec![(second.id.as_str(), "active"), (first.id.as_str(), "superseded")]);
+    assert_eq!(
+        list.iter().map(|c| (c.id.as_str(), c.status.as_str())).collect::<Vec<_>>(),
+        vec![(second.id.as_str(), "active"), (first.id.as_str(), "superseded")]
+    );
 
     // The newest verifies offline against the JWKS and carries the current record.
     let keys = sd_jwt::keys_of_jwks(&creds.jwks().unwrap());
-    let v = sd_jwt::verify(list[0].credential.as_deref().unwrap(), &|kid| keys.get(kid).cloned(), Some("https://id.example.gov"), NOW / 1000 + 60).unwrap();
+    let v = sd_jwt::verify(
+        list[0].credential.as_deref().unwrap(),
+        &|kid| keys.get(kid).cloned(),
+        Some("https://id.example.gov"),
+        NOW / 1000 + 60,
+    )
+    .unwrap();
     assert_eq!(v.disclosed["uin"], json!(uin.expose()));
     assert_eq!(v.disclosed["city"], json!([{"language": "eng", "value": "Mamou"}]));
     assert_eq!(v.id.as_deref(), Some(second.id.as_str()));
@@ -77,7 +92,10 @@ async fn credentials_are_issued_once_superseded_sealed_and_erased(url: &str) {
 
     // Audited: the issue and the read.
     let actions: Vec<String> = tessera_store::audit::read(repo.db(), 0, 1000).await.unwrap().into_iter().map(|e| e.action).collect();
-    assert!(actions.iter().filter(|a| *a == "credential.issue").count() == 2 && actions.iter().any(|a| a == "credential.read"), "{actions:?}");
+    assert!(
+        actions.iter().filter(|a| *a == "credential.issue").count() == 2 && actions.iter().any(|a| a == "credential.read"),
+        "{actions:?}"
+    );
 
     // Erased: the person's credentials can no longer be read or issued.
     repo.erase(&Actor::system(), &uin, NOW + 40).await.unwrap();

@@ -669,6 +669,11 @@ mod tests {
         assert!(matches!(ks.hmac(ks.current(Purpose::Identity), b"x"), Err(CryptoError::UnknownKey(_))));
         assert!(matches!(ks.sign(Purpose::Lookup, b"x"), Err(CryptoError::UnknownKey(_))));
         assert!(matches!(ks.hmac(KeyId { purpose: Purpose::Lookup, version: 9 }, b"x"), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(ks.public_key(ks.current(Purpose::Registration)), Err(CryptoError::UnknownKey(_))));
+        // The public key of a signing key verifies its signatures, outside the keystore.
+        let (id, sig) = ks.sign(Purpose::Signing, b"m").unwrap();
+        crate::verify_ed25519(&ks.public_key(id).unwrap(), b"m", &sig).unwrap();
+        assert!(crate::verify_ed25519(&ks.public_key(ks.current(Purpose::Audit)).unwrap(), b"m", &sig).is_err());
     }
 
     #[test]

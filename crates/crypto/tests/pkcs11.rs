@@ -244,6 +244,10 @@ fn signatures_are_ed25519_and_verify() {
     };
     let raw = if point.len() == 34 { &point[2..] } else { &point[..] };
     aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, raw).verify(b"credential", &sig).unwrap();
+    // `public_key` is that same key (what the credential issuer's JWKS publishes).
+    assert_eq!(ks.public_key(id).unwrap(), raw);
+    tessera_crypto::verify_ed25519(&ks.public_key(id).unwrap(), b"credential", &sig).unwrap();
+    assert!(matches!(ks.public_key(KeyId { purpose: Purpose::Registration, version: 1 }), Err(CryptoError::UnknownKey(_))));
 }
 
 #[test]

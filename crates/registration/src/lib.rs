@@ -82,6 +82,9 @@ pub enum RegError {
     /// The outbox could not take a notification now: retried.
     #[error(transparent)]
     Notify(tessera_notify::NotifyError),
+    /// The credential could not be issued now (keystore, storage): retried.
+    #[error(transparent)]
+    Credential(tessera_credentials::CredentialError),
     /// The ABIS could not answer now (a shard missing, an internal error): retried.
     #[error("the ABIS failed: reason {0}")]
     Abis(String),
@@ -109,6 +112,7 @@ impl RegError {
             RegError::Crypto(e) => e.code(),
             RegError::Abis(_) => "abis_failed",
             RegError::Notify(e) => e.code(),
+            RegError::Credential(e) => e.code(),
         }
     }
 }

@@ -30,6 +30,7 @@ use tessera_biometrics::cbeff;
 use tessera_biometrics::templates::TemplateSet;
 use tessera_core::schema::FieldType;
 use tessera_core::{Rid, Uin};
+use tessera_credentials::{CredentialError, Credentials};
 use tessera_crypto::Purpose;
 use tessera_crypto::digest::sha256;
 use tessera_demographics::Matcher;
@@ -141,6 +142,7 @@ pub(crate) struct Inner {
     cfg: RegConfig,
     pub(crate) matcher: Matcher,
     notifier: Option<Notifier>,
+    credentials: Option<Credentials>,
     opened: Opened,
 }
 
@@ -221,14 +223,23 @@ impl Registration {
     /// With the demographic de-duplicator's default configuration.
     #[must_use]
     pub fn new(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig) -> Self {
-        Self::with_parts(repo, abis, cfg, Matcher::default(), None)
+        Self::with_parts(repo, abis, cfg, Matcher::default(), None, None)
     }
 
     /// With a demographic de-duplicator configured for the country's languages and names, and
-    /// the notifier that tells residents of their registration's outcome (none: nobody is told).
+    /// the notifier that tells residents of their registration's outcome (none: nobody is told),
+    /// and the credential issuer that gives each issued or updated identity its verifiable
+    /// credential (none: no credential).
     #[must_use]
-    pub fn with_parts(repo: IdRepo, abis: Arc<Engine>, cfg: RegConfig, matcher: Matcher, notifier: Option<Notifier>) -> Self {
-        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher, notifier, opened: Opened::default() }) }
+    pub fn with_parts(
+        repo: IdRepo,
+        abis: Arc<Engine>,
+        cfg: RegConfig,
+        matcher: Matcher,
+        notifier: Option<Notifier>,
+        credentials: Option<Credentials>,
+    ) -> Self {
+        Registration { inner: Arc::new(Inner { repo, abis, cfg, matcher, notifier, credentials, opened: Opened::default() }) }
     }
 
     #[must_use]
@@ -352,6 +363,7 @@ impl Registration {
             if matches!(row.status.as_str(), "duplicate" | "rejected" | "found") {
                 self.delete_reference(&row, now).await?;
             }
+            self.credential(&row, now).await?;
             self.notify(&row, now).await?;
             return Ok(StageRun::Done);
         }
@@ -775,6 +787,26 @@ impl Registration {
             if answer.return_value != "1" && answer.failure_reason.as_deref() != Some("3") {
                 return Err(RegError::Abis(answer.failure_reason.unwrap_or_default()));
             }
+        }
+        Ok(())
+    }
+
+    /// The credential step: an issued or updated identity gets its verifiable credential, once
+    /// per registration (the source is the RID, so a stage run again issues nothing new), and the
+    /// packet's history says which. An identity erased meanwhile gets none.
+    async fn credential(&self, row: &PacketRow, now: UnixMillis) -> Result<()> {
+        let Some(creds) = &self.inner.credentials else { return Ok(()) };
+        let (Some(id), "issued" | "updated") = (&row.identity_id, row.status.as_str()) else { return Ok(()) };
+        let issued = match creds.issue_for(&Actor::system(), id, &format!("rid:{}", row.rid), now).await {
+            Ok(c) => c,
+            Err(CredentialError::Repo(RepoError::Gone | RepoError::NotFound)) => return Ok(()),
+            Err(e) => return Err(RegError::Credential(e)),
+        };
+        let recorded = rows::events(self.repo().db(), &row.rid).await?.iter().any(|e| e.outcome == "credential");
+        if !recorded {
+            let mut tx = self.repo().db().begin().await?;
+            rows::add_event(&mut tx, &row.rid, Stage::Done.as_str(), "credential", None, Some(&issued.id), now).await?;
+            tx.commit().await?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use tessera_biometrics::synth::SynthPerson;
 use tessera_core::id::{CentreId, MachineId};
 use tessera_core::schema::Schema;
 use tessera_core::{IdRules, Rid};
+use tessera_credentials::{CredentialConfig, Credentials};
 use tessera_crypto::{Keystore, MachineKey, MasterKey, Purpose, Recipient, SoftwareKeystore};
 use tessera_idrepo::{Actor, IdRepo};
 use tessera_registration::adjudication::Decision;
@@ -75,6 +76,7 @@ async fn fixture(url: &str) -> Fixture {
         RegConfig::default(),
         tessera_demographics::Matcher::default(),
         Some(notifier.clone()),
+        Some(Credentials::new(repo.clone(), CredentialConfig { issuer: "https://id.test".into(), ..CredentialConfig::default() }).unwrap()),
     );
     let key = MachineKey::create_file(&dir.path().join("client/machine-key.pem")).unwrap();
     rows::insert_centre(&db, "10001", "Centre One", NOW).await.unwrap();
@@ -507,6 +509,25 @@ async fn update_lost_and_child_flows(url: &str) {
     assert_eq!(now.record["city"][0]["value"], "New Town");
     assert_eq!(now.record["fullName"][0]["value"], "Amina Diallo", "the rest of the record is kept");
     assert_eq!(now.version, 2);
+    // The credential step: one credential per registration that issued or updated, the update's
+    // superseding the first, carrying the updated record; none for a found UIN.
+    let creds = Credentials::new(f.repo.clone(), CredentialConfig::default()).unwrap();
+    let list = creds.list(&actor, &tessera_core::Uin::parse_with(&uin, &IdRules::uin_default()).unwrap(), NOW).await.unwrap();
+    assert_eq!(list.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(), ["active", "superseded"], "{list:?}");
+    let keys = tessera_credentials::sd_jwt::keys_of_jwks(&creds.jwks().unwrap());
+    let v = tessera_credentials::sd_jwt::verify(
+        list[0].credential.as_deref().unwrap(),
+        &|k| keys.get(k).cloned(),
+        Some("https://id.test"),
+        NOW / 1000,
+    )
+    .unwrap();
+    assert_eq!((v.disclosed["uin"].as_str(), v.disclosed["city"][0]["value"].as_str()), (Some(uin.as_str()), Some("New Town")));
+    assert!(!v.disclosed.contains_key("individualBiometrics"), "no biometrics in a credential");
+    for (seq, want) in [(1, Some(&list[1].id)), (2, Some(&list[0].id)), (3, None)] {
+        let got = f.status(seq).await.history.into_iter().find(|e| e.outcome == "credential").and_then(|e| e.detail);
+        assert_eq!(got.as_ref(), want, "registration {seq}");
+    }
     let s3 = f.status(3).await;
     assert_eq!((s3.status.as_str(), s3.uin.as_deref()), ("found", Some(uin.as_str())), "{s3:?}");
     let s4 = f.status(4).await;

@@ -282,6 +282,57 @@ pub struct Config {
     pub registration: RegistrationSettings,
     #[serde(default)]
     pub notifications: NotificationSettings,
+    #[serde(default)]
+    pub credentials: CredentialSettings,
+}
+
+/// `[credentials]`: the verifiable credential (SD-JWT VC) each issued or updated identity gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialSettings {
+    /// The pipeline issues credentials.
+    pub enabled: bool,
+    /// `iss`: the issuer's public HTTPS URL, whose `/.well-known/jwks.json` verifiers fetch.
+    /// Empty: `http://<listen>` (a pilot; set it for any real deployment).
+    pub issuer: Option<String>,
+    /// `vct`: the credential type.
+    pub vct: String,
+    /// Validity from issuance, days.
+    pub validity_days: u32,
+}
+
+impl Default for CredentialSettings {
+    fn default() -> Self {
+        let d = tessera_credentials::CredentialConfig::default();
+        CredentialSettings { enabled: true, issuer: None, vct: d.vct, validity_days: d.validity_days }
+    }
+}
+
+impl CredentialSettings {
+    #[must_use]
+    pub fn credentials(&self, listen: SocketAddr) -> tessera_credentials::CredentialConfig {
+        tessera_credentials::CredentialConfig {
+            issuer: self.issuer.clone().unwrap_or_else(|| format!("http://{listen}")),
+            vct: self.vct.clone(),
+            validity_days: self.validity_days,
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=tessera_credentials::VALIDITY_DAYS_MAX).contains(&self.validity_days) {
+            problems.push(format!("credentials.validity_days must be between 1 and {}", tessera_credentials::VALIDITY_DAYS_MAX));
+        }
+        if let Some(i) = &self.issuer
+            && !(i.starts_with("https://") || i.starts_with("http://"))
+        {
+            problems.push("credentials.issuer must be an http(s) URL".into());
+        }
+        if self.vct.trim().is_empty() {
+            problems.push("credentials.vct must not be empty".into());
+        }
+        problems
+    }
 }
 
 /// `[notifications]`: messages to residents through the outbox. With no `email` or `sms`
@@ -454,6 +505,7 @@ impl Default for Config {
             abis: AbisSettings::default(),
             registration: RegistrationSettings::default(),
             notifications: NotificationSettings::default(),
+            credentials: CredentialSettings::default(),
         }
     }
 }
@@ -585,6 +637,7 @@ impl Config {
         problems.extend(self.abis.check());
         problems.extend(self.registration.check());
         problems.extend(self.notifications.check());
+        problems.extend(self.credentials.check());
         if let Err(e) = self.schema() {
             problems.push(format!("identity_schema: {e:#}"));
         }

@@ -9,6 +9,7 @@ mod bench_pipeline;
 mod centres;
 mod client;
 mod config;
+mod credential;
 mod dedupe;
 mod keys;
 mod worker;
@@ -154,6 +155,12 @@ enum Cmd {
         /// Makes the capture noise reproducible (random otherwise).
         #[arg(long)]
         capture_seed: Option<u64>,
+    },
+    /// Verifiable credentials: verify one against the issuer's JWKS, or keep only some claims
+    /// to present.
+    Credential {
+        #[command(subcommand)]
+        cmd: credential::CredentialCmd,
     },
     /// Demographic de-duplication of a JSON-lines file of identity records (each with an `id`):
     /// candidate pairs with scores, decisions and per-field evidence as CSV.
@@ -394,6 +401,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Synth { cmd: SynthCmd::Demographics { count, seed, output, truth } } => dedupe::synth_command(count, seed, &output, &truth),
         Cmd::Dedupe(args) => dedupe::command(args),
+        Cmd::Credential { cmd } => {
+            init_logging("warn");
+            runtime()?.block_on(credential::command(cmd))
+        }
         Cmd::Client { cmd } => client::command(cmd),
         Cmd::SbiSim { port, modalities, person_seed, capture_seed } => {
             init_logging("info");
@@ -577,11 +588,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let credentials = if cfg.credentials.enabled {
+        let c = tessera_credentials::Credentials::new(repo.clone(), cfg.credentials.credentials(cfg.listen))
+            .map_err(|e| anyhow::anyhow!("cannot set up credentials ({}): {e}", e.code()))?;
+        tracing::info!(issuer = %c.config().issuer, "credentials: SD-JWT VCs, keys at /.well-known/jwks.json");
+        Some(c)
+    } else {
+        None
+    };
     let registration = match &abis {
         Some(engine) => {
             let matcher = tessera_demographics::Matcher::new(dedupe::load_config(cfg.registration.demographics.as_deref())?)?;
             let (e, n) = (std::sync::Arc::clone(engine), notifier.clone());
-            Some(tessera_registration::Registration::with_parts(repo.clone(), e, cfg.registration.reg(), matcher, n))
+            Some(tessera_registration::Registration::with_parts(repo.clone(), e, cfg.registration.reg(), matcher, n, credentials.clone()))
         }
         None => None,
     };
@@ -602,7 +621,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         if let (Some(engine), Some(queue)) = (&abis, &cfg.abis.queue) {
             tasks.spawn(tessera_abis::queue::run(std::sync::Arc::clone(engine), queue.queue(), stop_rx.clone()));
         }
-        let app = tessera_api::app_full(repo.clone(), abis, registration);
+        let app = tessera_api::app_full(repo.clone(), abis, registration, credentials);
         tasks.spawn(async move {
             if let Err(e) = tessera_api::serve(listener, app, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
