@@ -124,10 +124,6 @@ pub async fn issue(State(state): State<AppState>, caller: Caller, Path(uin): Pat
     let id = state.repo.identity_id_of(&uin).await?;
     let source = format!("api:{}", uuid::Uuid::now_v7());
     let row = creds.issue_for(&actor, &id, &source, now).await.map_err(cred_error)?;
-    let listed = creds.list(&actor, &uin, now).await.map_err(cred_error)?;
-    let c = listed
-        .into_iter()
-        .find(|c| c.id == row.id)
-        .ok_or_else(|| ApiError::internal("credential_missing", &"issued credential not listed"))?;
+    let c = creds.open(&row).await.map_err(cred_error)?;
     Ok((StatusCode::CREATED, Json(CredentialDto::from(c))))
 }

@@ -90,6 +90,19 @@ pub struct Credential {
     pub credential: Option<String>,
 }
 
+/// A row as shown, with its opened credential (`None`: the person's key is destroyed).
+fn view(r: &CredentialRow, opened: Option<&Vec<u8>>) -> Credential {
+    Credential {
+        id: r.id.clone(),
+        format: r.format.clone(),
+        status: r.status.clone(),
+        kid: r.kid.clone(),
+        issued_at_ms: r.issued_at_ms,
+        expires_at_ms: r.expires_at_ms,
+        credential: opened.map(|b| String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
 /// The issuing service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -207,20 +220,17 @@ impl Credentials {
         let found = rows::for_identity(self.repo.db(), &identity_id).await?;
         let items: Vec<(&str, &[u8])> = found.iter().map(|r| (r.id.as_str(), r.sealed.as_slice())).collect();
         let opened = self.repo.open_for_person(&identity_id, SEALED_KIND, &items).await?;
-        let list = found
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Credential {
-                id: r.id.clone(),
-                format: r.format.clone(),
-                status: r.status.clone(),
-                kid: r.kid.clone(),
-                issued_at_ms: r.issued_at_ms,
-                expires_at_ms: r.expires_at_ms,
-                credential: opened.as_ref().and_then(|o| o.get(i)).map(|b| String::from_utf8_lossy(b).into_owned()),
-            })
-            .collect();
+        let list = found.iter().enumerate().map(|(i, r)| view(r, opened.as_ref().and_then(|o| o.get(i)))).collect();
         Ok((identity_id, list))
+    }
+
+    /// One credential row (as `issue_for` returns it), opened. Not audited: its issue was.
+    ///
+    /// # Errors
+    /// `Corrupt` when it does not open; keystore, vault errors.
+    pub async fn open(&self, row: &CredentialRow) -> Result<Credential> {
+        let opened = self.repo.open_for_person(&row.identity_id, SEALED_KIND, &[(row.id.as_str(), row.sealed.as_slice())]).await?;
+        Ok(view(row, opened.as_ref().and_then(|o| o.first())))
     }
 
     /// The issuer's JWKS: what a verifier needs, offline, to check any credential issued here.
